@@ -1,0 +1,131 @@
+"""The framework-adapter contract: the one abstract class every framework plugin implements.
+
+The worker process (``python -m cnnbench.worker``) drives an adapter through one job:
+
+    adapter = AdapterClass()
+    adapter.prepare(config)                 # threads, kernel families, precision switches
+    model = adapter.build(spec, config)     # synthetic data made once, on the device
+    adapter.step(model)                     # warm-up, then timed windows of steps
+    adapter.synchronize(model)              # at every window edge
+    adapter.peak_memory(model)
+
+The host never imports a framework: it only calls the class-level methods ``availability()`` and
+``capabilities()``, which must answer from package metadata and static knowledge. Framework imports
+belong inside the instance methods, which run in the worker.
+
+Anything the adapter cannot do for a given configuration raises :class:`Unsupported` with a reason a
+user can act on; the worker turns it into the row status ``unsupported``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from cnnbench.config import RunConfig
+    from cnnbench.spec import NetworkSpec
+
+
+class Unsupported(Exception):
+    """This adapter cannot run this configuration; ``reason`` says why (becomes the row's reason)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OutOfMemory(Exception):
+    """The device ran out of memory; adapters raise it so the row status is ``oom``, not ``error``."""
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether the framework can be imported in this interpreter, found without importing it."""
+
+    available: bool
+    version: str | None = None
+    reason: str | None = None
+    install_hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter can do on one kind of device, in principle (runtime checks come in ``prepare``).
+
+    ``unsupported`` maps an axis value the adapter knows it cannot run to the reason, so the table can
+    say why without starting a worker (e.g. ``{"native": "TensorFlow has no convolution without cuDNN"}``).
+    """
+
+    precisions: tuple[str, ...]
+    kernels: tuple[str, ...]
+    threads: bool = True
+    unsupported: dict[str, str] = field(default_factory=dict)
+
+
+class FrameworkAdapter(ABC):
+    """Base class of every framework adapter. Subclasses set ``name`` and implement the methods."""
+
+    #: The name users type (``--frameworks torch``); unique across all plugins.
+    name: ClassVar[str]
+    #: The distribution whose presence and version describe availability (e.g. ``"torch"``).
+    package: ClassVar[str]
+    #: The importable module to look for without importing it (defaults to ``package``).
+    module: ClassVar[str | None] = None
+    #: What a user runs to make the framework available.
+    install_hint: ClassVar[str] = ""
+
+    # -- host side: no framework imports ------------------------------------------------------------
+
+    @classmethod
+    def availability(cls) -> Availability:
+        """Is the framework importable here, and which version? Must not import the framework."""
+        module = cls.module or cls.package
+        if importlib.util.find_spec(module) is None:
+            return Availability(False, None, f"python package '{module}' is not installed", cls.install_hint)
+        try:
+            version = importlib.metadata.version(cls.package)
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        return Availability(True, version, None, cls.install_hint)
+
+    @classmethod
+    @abstractmethod
+    def capabilities(cls, device_kind: str) -> Capabilities:
+        """Precisions, kernel families and thread control on ``"cpu"`` or ``"cuda"``; no imports."""
+
+    # -- worker side --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def prepare(self, config: RunConfig) -> None:
+        """Apply the run's settings before anything is built; raise Unsupported if this machine can't."""
+
+    @abstractmethod
+    def build(self, spec: NetworkSpec, config: RunConfig) -> Any:
+        """Build the network, its synthetic input and labels on the device; return the model handle."""
+
+    @abstractmethod
+    def step(self, model: Any) -> None:
+        """One training step: forward, softmax cross-entropy, backward for every parameter."""
+
+    @abstractmethod
+    def synchronize(self, model: Any) -> None:
+        """Block until all work queued on the device has finished (and surface its errors)."""
+
+    def peak_memory(self, model: Any) -> tuple[int | None, str]:
+        """Peak memory in bytes and what was measured; default: the worker process's peak RSS."""
+        import resource
+
+        # ru_maxrss is in KiB on Linux.
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process peak RSS"
+
+    def inventory(self, config: RunConfig) -> dict[str, Any]:
+        """Framework-side provenance: versions of the framework and its libraries, the device's name."""
+        return {}
+
+    def actual_threads(self, config: RunConfig) -> int | None:
+        """The number of compute threads the framework really uses (None if it cannot say)."""
+        return config.threads

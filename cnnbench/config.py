@@ -1,0 +1,119 @@
+"""The axes of a run, their valid values, and the one-cell configuration the worker receives."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+PRECISIONS = ("fp32", "fp16", "bf16", "tf32")
+KERNELS = ("vendor", "native")
+DEVICE_CHOICES = "cpu, cuda, cuda:N"
+_DEVICE_RE = re.compile(r"^(cpu|cuda(?::(\d+))?)$")
+
+
+class UsageError(Exception):
+    """Bad input from the user: the CLI prints it as one line and exits 2."""
+
+
+def device_kind(device: str) -> str:
+    """``"cuda:1"`` -> ``"cuda"``."""
+    return device.split(":", 1)[0]
+
+
+def check_device(device: str) -> str:
+    if not _DEVICE_RE.match(device):
+        raise UsageError(f"unknown device '{device}'; valid choices: {DEVICE_CHOICES}")
+    return device
+
+
+def check_choice(axis: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise UsageError(f"unknown {axis} '{value}'; valid choices: {', '.join(choices)}")
+    return value
+
+
+def positive_int(axis: str, value: str | int, allow_zero: bool = False) -> int:
+    kind = "a whole number >= 0" if allow_zero else "a positive whole number"
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{axis} must be {kind}, not '{value}'") from None
+    if number < 0 or (number == 0 and not allow_zero):
+        raise UsageError(f"{axis} must be {kind}, not '{value}'")
+    return number
+
+
+def positive_float(axis: str, value: str | float, allow_zero: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{axis} must be a number, not '{value}'") from None
+    if number != number or number < 0 or (number == 0 and not allow_zero) or number == float("inf"):
+        raise UsageError(f"{axis} must be a {'non-negative' if allow_zero else 'positive'} number, not '{value}'")
+    return number
+
+
+def split_list(axis: str, text: str) -> list[str]:
+    """``"a,b"`` -> ``["a", "b"]``; empty items and duplicates are usage errors."""
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise UsageError(f"{axis} takes a comma-separated list with no empty items, not '{text}'")
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise UsageError(f"{axis} lists '{item}' twice")
+        seen.add(item)
+    return items
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """How a cell is timed: warm-up iterations, then ``repeats`` windows of at least ``min_time`` s."""
+
+    warmup: int = 2
+    min_time: float = 1.0
+    repeats: int = 5
+    #: Fixed iterations per window instead of growing each window to ``min_time``.
+    iterations: int | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One cell of the grid: everything the worker needs besides the network spec."""
+
+    framework: str
+    network: str
+    batch_size: int
+    device: str = "cpu"
+    precision: str = "fp32"
+    kernels: str = "vendor"
+    #: Compute threads; None leaves the framework's default.
+    threads: int | None = None
+    #: An optimizer update after backward (off by default: the paper times forward + backward).
+    optimizer: bool = False
+    seed: int = 0
+
+    @property
+    def device_kind(self) -> str:
+        return device_kind(self.device)
+
+    @property
+    def device_index(self) -> int:
+        _, _, index = self.device.partition(":")
+        return int(index) if index else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def label(self) -> str:
+        threads = f" t{self.threads}" if self.threads else ""
+        return (
+            f"{self.framework} {self.network} bs{self.batch_size} {self.device} "
+            f"{self.precision} {self.kernels}{threads}"
+        )
