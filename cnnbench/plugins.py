@@ -1,0 +1,183 @@
+"""The plugin host: built-in plugins from DEFAULT_PLUGINS, third-party ones from the ``cnnbench`` entry points.
+
+A plugin that fails to import, misspells a hook or registers a clashing name is recorded as a
+:class:`PluginFailure` (shown by ``cnnbench list``) and skipped: one broken plugin never breaks
+``cnnbench --help`` or the other frameworks. ``CNNBENCH_STRICT_PLUGINS=1`` re-raises instead, for plugin
+authors. ``CNNBENCH_TRACE_PLUGINS=1`` prints every hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pluggy
+
+from cnnbench import hookspecs
+from cnnbench.adapter import FrameworkAdapter
+
+#: Built-in plugins, registered through the same hooks as third-party ones. Importable from a bare
+#: checkout with ``PYTHONPATH=.:plugins``; a missing framework only makes its adapter "unavailable".
+DEFAULT_PLUGINS: tuple[str, ...] = ("cnnbench_torch",)
+ENTRY_POINT_GROUP = "cnnbench"
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class PluginError(Exception):
+    """A plugin is broken; raised only in strict mode, otherwise recorded as a PluginFailure."""
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    plugin: str
+    #: Where it came from: "built-in" or "entry point of <distribution>".
+    origin: str
+    error: str
+
+
+def strict_mode() -> bool:
+    return os.environ.get("CNNBENCH_STRICT_PLUGINS", "") not in ("", "0")
+
+
+class PluginHost:
+    """Loads plugins once and answers: which adapters (and later meters, networks) exist."""
+
+    def __init__(self, default_plugins: tuple[str, ...] = DEFAULT_PLUGINS, entry_points: bool = True):
+        self.pm = pluggy.PluginManager("cnnbench")
+        self.pm.add_hookspecs(hookspecs)
+        if os.environ.get("CNNBENCH_TRACE_PLUGINS", "") not in ("", "0"):
+            self.pm.trace.root.setwriter(sys.stderr.write)
+            self.pm.enable_tracing()
+        self.failures: list[PluginFailure] = []
+        #: plugin name -> origin, in registration order (which decides who wins a name clash).
+        self.origins: dict[str, str] = {}
+        for module_name in default_plugins:
+            self._register(module_name, "built-in", lambda m=module_name: importlib.import_module(m))
+        if entry_points:
+            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+                dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+                self._register(ep.name, f"entry point of {dist}", ep.load)
+        self._adapters: dict[str, type[FrameworkAdapter]] | None = None
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    def _fail(self, plugin: str, origin: str, error: str, cause: BaseException | None = None) -> None:
+        if strict_mode():
+            raise PluginError(f"plugin '{plugin}' ({origin}): {error}") from cause
+        self.failures.append(PluginFailure(plugin, origin, error))
+
+    def _register(self, name: str, origin: str, load: Callable[[], Any]) -> None:
+        if name in self.origins:
+            self._fail(name, origin, f"a plugin named '{name}' is already registered ({self.origins[name]})")
+            return
+        try:
+            plugin = load()
+        except Exception as exc:  # a broken plugin must not take the host down
+            self._fail(name, origin, f"failed to import: {type(exc).__name__}: {exc}", exc)
+            return
+        try:
+            self.pm.register(plugin, name=name)
+            # Catch misspelt hooks (e.g. cnnbench_register_adapter) per plugin, so the blame is precise.
+            self.pm.check_pending()
+        except Exception as exc:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            self._fail(name, origin, f"invalid plugin: {exc}", exc)
+            return
+        self.origins[name] = origin
+
+    def _collect(self, hook_name: str) -> list[tuple[str, Any]]:
+        """Call one registration hook per plugin, in registration order: [(plugin name, item), ...]."""
+        hook = getattr(self.pm.hook, hook_name)
+        impls = {impl.plugin_name: impl for impl in hook.get_hookimpls()}
+        collected: list[tuple[str, Any]] = []
+        for plugin in self.origins:
+            impl = impls.get(plugin)
+            if impl is None:
+                continue
+            try:
+                returned = impl.function()
+            except Exception as exc:
+                self._fail(plugin, self.origins[plugin], f"{hook_name}() raised {type(exc).__name__}: {exc}", exc)
+                continue
+            if returned is None:
+                continue
+            items = returned if isinstance(returned, (list, tuple)) else [returned]
+            collected.extend((plugin, item) for item in items)
+        return collected
+
+    # -- adapters ---------------------------------------------------------------------------------
+
+    def adapters(self) -> dict[str, type[FrameworkAdapter]]:
+        """Adapter classes by name, sorted; invalid and duplicate ones are recorded as failures."""
+        if self._adapters is not None:
+            return self._adapters
+        found: dict[str, tuple[str, type[FrameworkAdapter]]] = {}
+        for plugin, cls in self._collect("cnnbench_register_adapters"):
+            origin = self.origins[plugin]
+            problem = _adapter_problem(cls)
+            if problem:
+                self._fail(plugin, origin, problem)
+                continue
+            if cls.name in found:
+                first_plugin, first = found[cls.name]
+                self._fail(
+                    plugin,
+                    origin,
+                    f"adapter name '{cls.name}' is registered twice: by {_qualname(first)} (plugin "
+                    f"'{first_plugin}') and by {_qualname(cls)} (plugin '{plugin}'); the second is ignored",
+                )
+                continue
+            found[cls.name] = (plugin, cls)
+        self._adapters = {name: found[name][1] for name in sorted(found)}
+        return self._adapters
+
+    def adapter(self, name: str) -> type[FrameworkAdapter]:
+        adapters = self.adapters()
+        if name not in adapters:
+            from cnnbench.config import UsageError
+
+            raise UsageError(f"unknown framework '{name}'; valid choices: {', '.join(adapters) or '(none)'}")
+        return adapters[name]
+
+    def adapter_plugin(self, name: str) -> str | None:
+        """The plugin that registered adapter ``name`` (for messages and provenance)."""
+        for plugin, cls in self._collect("cnnbench_register_adapters"):
+            if getattr(cls, "name", None) == name:
+                return plugin
+        return None
+
+
+def _qualname(cls: Any) -> str:
+    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
+
+
+def _adapter_problem(cls: Any) -> str | None:
+    if not (inspect.isclass(cls) and issubclass(cls, FrameworkAdapter)):
+        return f"cnnbench_register_adapters() returned {cls!r}, which is not a FrameworkAdapter subclass"
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        return f"adapter {_qualname(cls)} has no valid 'name' (lower-case letters, digits, '_' or '-'): {name!r}"
+    if not isinstance(getattr(cls, "package", None), str):
+        return f"adapter {_qualname(cls)} does not set 'package' (the distribution that provides the framework)"
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        return f"adapter {_qualname(cls)} does not implement: {missing}"
+    return None
+
+
+_host: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, loaded on first use."""
+    global _host
+    if _host is None:
+        _host = PluginHost()
+    return _host

@@ -1,0 +1,77 @@
+"""A third-party adapter plugin used by the tests, installed through a real entry point (see conftest).
+
+Its behaviour is chosen by the environment variable CNNBENCH_FAKE_MODE, which the host passes on to
+workers: ``sleep`` (default; each step sleeps CNNBENCH_FAKE_STEP_S), ``print`` (prints to stdout
+inside the step), ``raise``, ``unsupported``, ``oom``, ``segfault``, ``hang``, ``exit``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from cnnbench import hookimpl
+from cnnbench.adapter import Capabilities, FrameworkAdapter, OutOfMemory, Unsupported
+
+
+class FakeAdapter(FrameworkAdapter):
+    name = "fake"
+    package = "cnnbench_fake"
+    module = "cnnbench_fake"
+    install_hint = "pip install cnnbench-fake"
+
+    @classmethod
+    def availability(cls):
+        from cnnbench.adapter import Availability
+
+        return Availability(True, "0.1", None, cls.install_hint)
+
+    @classmethod
+    def capabilities(cls, device_kind):
+        return Capabilities(precisions=("fp32",), kernels=("vendor",), threads=False,
+                            unsupported={"bf16": "the fake framework computes in fp32 only"})
+
+    def prepare(self, config):
+        self.mode = os.environ.get("CNNBENCH_FAKE_MODE", "sleep")
+        self.step_s = float(os.environ.get("CNNBENCH_FAKE_STEP_S", "0.002"))
+        if self.mode == "unsupported":
+            raise Unsupported("the fake framework refuses this configuration")
+
+    def build(self, spec, config):
+        return {"steps": 0}
+
+    def step(self, model):
+        model["steps"] += 1
+        mode = self.mode
+        if mode == "print":
+            print("noise on stdout that must not break the protocol")
+        elif mode == "raise":
+            raise RuntimeError("fake step failed")
+        elif mode == "oom":
+            raise OutOfMemory("fake device is full")
+        elif mode == "segfault":
+            import ctypes
+
+            ctypes.string_at(0)
+        elif mode == "hang":
+            time.sleep(3600)
+        elif mode == "exit":
+            os._exit(3)
+        time.sleep(self.step_s)
+
+    def synchronize(self, model):
+        pass
+
+
+class UnavailableAdapter(FakeAdapter):
+    name = "fake-missing"
+    package = "cnnbench_fake_framework_that_is_not_installed"
+    module = None
+    install_hint = "pip install cnnbench-fake-framework"
+
+    availability = classmethod(FrameworkAdapter.availability.__func__)
+
+
+@hookimpl
+def cnnbench_register_adapters():
+    return [FakeAdapter, UnavailableAdapter]
