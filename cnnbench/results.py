@@ -1,0 +1,87 @@
+"""The typed result record of one cell, and the statistics computed from its timed windows."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Version of the JSON record below; bump it (and migrate stored records) when a field changes meaning.
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "unsupported", "unavailable", "oom", "timeout", "error")
+FAILED_STATUSES = ("oom", "timeout", "error")
+
+
+@dataclass
+class Timing:
+    """Time per iteration over the repeated windows (each window: total time / its iterations)."""
+
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    #: Sample standard deviation across windows (0 with one window).
+    stdev_ms: float
+    windows: int
+    iterations: int
+
+    @classmethod
+    def from_windows(cls, windows: list[dict[str, float]]) -> Timing:
+        per_iter = [(w["end"] - w["start"]) / w["iterations"] * 1e3 for w in windows]
+        return cls(
+            median_ms=statistics.median(per_iter),
+            min_ms=min(per_iter),
+            max_ms=max(per_iter),
+            stdev_ms=statistics.stdev(per_iter) if len(per_iter) > 1 else 0.0,
+            windows=len(per_iter),
+            iterations=sum(int(w["iterations"]) for w in windows),
+        )
+
+
+@dataclass
+class Result:
+    framework: str
+    network: str
+    batch_size: int
+    device: str
+    precision: str
+    kernels: str
+    #: Threads asked for (None: the framework's default); the threads really used are in provenance.
+    threads: int | None
+    status: str
+    reason: str | None = None
+    time_per_iter_ms: float | None = None
+    time_per_iter_ms_stdev: float | None = None
+    time_per_iter_ms_min: float | None = None
+    time_per_iter_ms_max: float | None = None
+    images_per_s: float | None = None
+    #: Achieved rate of the spec's counted training FLOPs (2 x multiply-adds of conv and fc layers,
+    #: forward and backward) per second; a count from the spec, not a hardware counter.
+    gflops_per_s: float | None = None
+    #: Domain ("gpu0", "cpu_package0", "dram0", ...) -> {"power_w", "energy_per_image_j", "method"}.
+    energy: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Why there are no energy figures, when there are none.
+    energy_unavailable: str | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str | None = None
+    windows: list[dict[str, float]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fill_timing(self, windows: list[dict[str, float]], training_flops_per_image: int) -> None:
+        timing = Timing.from_windows(windows)
+        self.windows = windows
+        self.time_per_iter_ms = timing.median_ms
+        self.time_per_iter_ms_stdev = timing.stdev_ms
+        self.time_per_iter_ms_min = timing.min_ms
+        self.time_per_iter_ms_max = timing.max_ms
+        seconds = timing.median_ms / 1e3
+        self.images_per_s = self.batch_size / seconds
+        self.gflops_per_s = training_flops_per_image * self.batch_size / seconds / 1e9

@@ -1,0 +1,276 @@
+"""The host side of a run: spawn one worker per cell, read its events, enforce the timeout, and turn
+whatever happens (a result, a typed refusal, a crash, a signal, a hang) into that cell's Result."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from cnnbench.config import Measurement, RunConfig
+from cnnbench.plugins import PluginHost
+from cnnbench.provenance import host_inventory
+from cnnbench.results import Result
+from cnnbench.spec import NetworkSpec
+from cnnbench.worker import FINAL_EVENTS, PROTOCOL_VERSION
+
+#: Seconds between SIGTERM and SIGKILL when a worker must be stopped.
+KILL_GRACE_S = 3.0
+STDERR_TAIL_LINES = 50
+EventHandler = Callable[[dict[str, Any], subprocess.Popen], None]
+
+
+@dataclass(frozen=True)
+class Cell:
+    config: RunConfig
+    spec: NetworkSpec
+
+
+def new_result(config: RunConfig, status: str, reason: str | None = None) -> Result:
+    return Result(
+        framework=config.framework,
+        network=config.network,
+        batch_size=config.batch_size,
+        device=config.device,
+        precision=config.precision,
+        kernels=config.kernels,
+        threads=config.threads,
+        status=status,
+        reason=reason,
+    )
+
+
+def preflight(cell: Cell, host: PluginHost) -> Result | None:
+    """A Result for a cell that needs no worker (framework unavailable, axis value unsupported)."""
+    config = cell.config
+    cls = host.adapter(config.framework)
+    availability = cls.availability()
+    if not availability.available:
+        hint = f"; install with: {availability.install_hint}" if availability.install_hint else ""
+        return new_result(config, "unavailable", f"{availability.reason}{hint}")
+    caps = cls.capabilities(config.device_kind)
+    for axis, value, allowed in (
+        ("precision", config.precision, caps.precisions),
+        ("kernels", config.kernels, caps.kernels),
+    ):
+        if value not in allowed:
+            reason = caps.unsupported.get(value) or (
+                f"{config.framework} supports {axis} {', '.join(allowed)} on {config.device_kind}"
+            )
+            return new_result(config, "unsupported", reason)
+    if config.threads and not caps.threads:
+        return new_result(config, "unsupported", f"{config.framework} cannot set its thread count")
+    return None
+
+
+def _python_path(adapter_module: str) -> str:
+    """PYTHONPATH for the worker: the host's cnnbench and the adapter's package come first, so a
+    bare checkout (``PYTHONPATH=.:plugins``) and an installed cnnbench behave the same."""
+    import cnnbench
+
+    entries = [str(Path(cnnbench.__file__).resolve().parent.parent)]
+    top = sys.modules.get(adapter_module.split(".")[0])
+    if top is not None and getattr(top, "__file__", None):
+        entries.append(str(Path(top.__file__).resolve().parent.parent))
+    existing = os.environ.get("PYTHONPATH")
+    if existing:
+        entries.append(existing)
+    return os.pathsep.join(dict.fromkeys(entries))
+
+
+def worker_env(config: RunConfig, adapter_module: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _python_path(adapter_module)
+    env["PYTHONUNBUFFERED"] = "1"
+    if config.threads:
+        # Thread pools read these when the framework loads, before the adapter can set anything.
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(config.threads)
+    return env
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the worker's process group, then SIGKILL what is left after a grace period."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
+
+
+def _pump(stream, sink: Callable[[str | None], None]) -> None:
+    for line in stream:
+        sink(line)
+    sink(None)
+
+
+def run_cell(
+    cell: Cell,
+    measurement: Measurement,
+    *,
+    timeout: float | None = None,
+    python: str | None = None,
+    adapter_module: str = "",
+    on_event: EventHandler | None = None,
+) -> Result:
+    """Run one cell in a fresh worker process and return its Result, whatever the worker does."""
+    config = cell.config
+    job = {
+        "protocol": PROTOCOL_VERSION,
+        "config": config.to_dict(),
+        "measurement": asdict(measurement),
+        "spec": {"data": cell.spec.data, "source": cell.spec.source},
+    }
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [python or sys.executable, "-m", "cnnbench.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=worker_env(config, adapter_module),
+        text=True,
+        # Its own process group, so a timeout or Ctrl-C ends the worker and anything it spawned.
+        start_new_session=True,
+    )
+    events: queue.Queue[str | None] = queue.Queue()
+    stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+    threading.Thread(target=_pump, args=(proc.stdout, events.put), daemon=True).start()
+    err_thread = threading.Thread(
+        target=_pump, args=(proc.stderr, lambda line: line is not None and stderr_tail.append(line)), daemon=True
+    )
+    err_thread.start()
+    try:
+        proc.stdin.write(json.dumps(job))
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # the worker died at once; its exit status tells the story below
+
+    final: dict[str, Any] | None = None
+    hello: dict[str, Any] = {}
+    timed_out = False
+    deadline = None if timeout is None else started + timeout
+    try:
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                line = events.get(timeout=wait)
+            except queue.Empty:
+                timed_out = True
+                _kill_group(proc)
+                break
+            if line is None:
+                break
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                stderr_tail.append(f"(stray worker output) {line}")
+                continue
+            if event.get("event") == "hello":
+                hello = event
+            if event.get("event") in FINAL_EVENTS:
+                final = event
+            if on_event is not None:
+                on_event(event, proc)
+        proc.wait()
+    except BaseException:
+        # Ctrl-C or any host failure: never leave a worker behind.
+        _kill_group(proc)
+        raise
+    err_thread.join(timeout=5)
+    return _to_result(cell, final, hello, proc.returncode, timed_out, timeout, list(stderr_tail), started)
+
+
+def _to_result(
+    cell: Cell,
+    final: dict[str, Any] | None,
+    hello: dict[str, Any],
+    returncode: int,
+    timed_out: bool,
+    timeout: float | None,
+    stderr_tail: list[str],
+    started: float,
+) -> Result:
+    config = cell.config
+    last_err = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
+    if final is not None:
+        kind = final["event"]
+        status = FINAL_EVENTS[kind]
+        reason = final.get("reason") or final.get("message")
+        if kind == "error":
+            reason = f"{final.get('type')}: {final.get('message')}"
+        result = new_result(config, status, reason)
+    elif timed_out:
+        result = new_result(config, "timeout", f"no result within --timeout {timeout:g} s; the worker was stopped")
+    elif returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+        hint = " (the kernel's out-of-memory killer sends SIGKILL too)" if name == "SIGKILL" else ""
+        result = new_result(config, "error", f"worker killed by {name}{hint}")
+    else:
+        detail = f": {last_err}" if last_err else ""
+        result = new_result(config, "error", f"worker exited with code {returncode} without a result{detail}")
+    if final is not None and final["event"] == "result":
+        result.fill_timing(final["windows"], cell.spec.training_flops)
+        result.peak_memory_bytes = final.get("peak_memory_bytes")
+        result.peak_memory_kind = final.get("peak_memory_kind")
+        result.timings = final.get("timings", {})
+    result.timings["wall_s"] = time.monotonic() - started
+    result.provenance = {
+        "host": host_inventory(),
+        "worker": {
+            "python": hello.get("python"),
+            "framework_version": hello.get("framework_version"),
+            **((final or {}).get("inventory") or {}),
+            "threads_used": (final or {}).get("threads"),
+        },
+        "network": {
+            "source": cell.spec.source,
+            "params": cell.spec.param_count,
+            "forward_flops_per_image": cell.spec.forward_flops,
+            "training_flops_per_image": cell.spec.training_flops,
+        },
+    }
+    if result.failed and stderr_tail:
+        result.provenance["worker_stderr_tail"] = stderr_tail[-10:]
+    return result
+
+
+def run_grid(
+    cells: list[Cell],
+    measurement: Measurement,
+    host: PluginHost,
+    *,
+    timeout: float | None = None,
+    energy_unavailable: str | None = None,
+    on_event: EventHandler | None = None,
+    on_start: Callable[[int, Cell], None] | None = None,
+) -> Iterator[Result]:
+    """Yield one Result per cell, in order; a failed cell never stops the grid."""
+    for index, cell in enumerate(cells):
+        if on_start is not None:
+            on_start(index, cell)
+        result = preflight(cell, host)
+        if result is not None:
+            result.provenance = {"host": host_inventory()}
+        else:
+            adapter = host.adapter(cell.config.framework)
+            result = run_cell(
+                cell, measurement, timeout=timeout, adapter_module=adapter.__module__, on_event=on_event
+            )
+        if not result.energy:
+            result.energy_unavailable = energy_unavailable
+        yield result

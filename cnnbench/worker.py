@@ -1,0 +1,186 @@
+"""The worker: one job, one adapter, one fresh process (``python -m cnnbench.worker``).
+
+Protocol (version 1). The host writes one JSON object to the worker's stdin and closes it:
+
+    {"protocol": 1, "config": {RunConfig}, "measurement": {Measurement}, "spec": {"data": {...}, "source": "..."}}
+
+The worker writes JSON lines to its stdout, one event each, flushed as they happen. Every event has
+``event`` and ``t`` (``time.monotonic()``, i.e. CLOCK_MONOTONIC, which the host's meters share):
+
+    hello       pid, python, framework, framework_version
+    phase       phase: "prepare" | "build" | "warmup" | "measure"
+    warmup      index, seconds                       (one per warm-up iteration, excluded from results)
+    window      index, start, end, iterations        (a timed window; start/end are CLOCK_MONOTONIC)
+    result      the measurement: per-window times, peak memory, threads, inventory
+    unsupported reason                               (the adapter cannot run this configuration)
+    oom         message
+    error       type, message, traceback
+
+Exactly one of result / unsupported / oom / error ends a job. A worker that dies without one (a
+segfault, a SIGKILL) is turned into status ``error`` by the host. Libraries that print to stdout
+cannot corrupt the stream: fd 1 is pointed at stderr and the protocol keeps a private copy of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+from typing import Any, Callable, TextIO
+
+PROTOCOL_VERSION = 1
+#: Events that end a job, and the row status each one becomes.
+FINAL_EVENTS = {"result": "ok", "unsupported": "unsupported", "oom": "oom", "error": "error"}
+
+
+class Channel:
+    """The worker's side of the event stream."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def emit(self, event: str, **fields: Any) -> None:
+        fields = {"event": event, "t": time.monotonic(), **fields}
+        self.stream.write(json.dumps(fields) + "\n")
+        self.stream.flush()
+
+
+def measure(
+    step: Callable[[], None],
+    sync: Callable[[], None],
+    warmup: int,
+    min_time: float,
+    repeats: int,
+    iterations: int | None,
+    emit: Callable[..., None],
+) -> list[dict[str, float]]:
+    """Warm up, then time ``repeats`` windows; the device is synchronised at every window edge.
+
+    Each window runs the number of steps the last estimate predicts for ``min_time`` and, if it
+    still came in short, grows by the predicted remainder until it lasts ``min_time`` (one extra
+    synchronisation per growth). With ``iterations`` every window runs exactly that many steps.
+    """
+    now = time.monotonic
+    per_iter: float | None = None
+    sync()
+    for index in range(warmup):
+        start = now()
+        step()
+        sync()
+        per_iter = now() - start
+        emit("warmup", index=index, seconds=per_iter)
+    windows = []
+    for index in range(repeats):
+        if iterations:
+            target = iterations
+        elif per_iter:
+            # 2 % margin, so noise rarely forces a growth (and its extra synchronisation).
+            target = max(1, math.ceil(min_time / per_iter * 1.02))
+        else:
+            target = 1
+        done = 0
+        start = now()
+        while True:
+            for _ in range(target - done):
+                step()
+            done = target
+            sync()
+            end = now()
+            elapsed = end - start
+            if iterations or elapsed >= min_time:
+                break
+            rate = elapsed / done
+            target = done + max(1, math.ceil((min_time - elapsed) / rate * 1.05))
+        per_iter = elapsed / done
+        window = {"index": index, "start": start, "end": end, "iterations": done}
+        emit("window", **window)
+        windows.append(window)
+    return windows
+
+
+def run_job(job: dict[str, Any], channel: Channel) -> None:
+    from cnnbench.adapter import OutOfMemory, Unsupported
+    from cnnbench.config import Measurement, RunConfig
+    from cnnbench.plugins import get_host
+    from cnnbench.spec import parse_spec
+
+    emit = channel.emit
+    if job.get("protocol") != PROTOCOL_VERSION:
+        raise ValueError(f"worker speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol')!r}")
+    config = RunConfig.from_dict(job["config"])
+    measurement = Measurement(**job["measurement"])
+    host = get_host()
+    cls = host.adapter(config.framework)
+    availability = cls.availability()
+    emit(
+        "hello",
+        pid=os.getpid(),
+        python=sys.executable,
+        framework=config.framework,
+        framework_version=availability.version,
+    )
+    if not availability.available:
+        emit("unsupported", reason=f"{config.framework} is unavailable: {availability.reason}")
+        return
+    timings: dict[str, float] = {}
+    try:
+        t0 = time.monotonic()
+        emit("phase", phase="prepare")
+        adapter = cls()
+        adapter.prepare(config)
+        spec = parse_spec(job["spec"]["data"], job["spec"].get("source", "<job>"))
+        t1 = time.monotonic()
+        emit("phase", phase="build")
+        model = adapter.build(spec, config)
+        t2 = time.monotonic()
+        emit("phase", phase="warmup")
+        windows = measure(
+            lambda: adapter.step(model),
+            lambda: adapter.synchronize(model),
+            measurement.warmup,
+            measurement.min_time,
+            measurement.repeats,
+            measurement.iterations,
+            emit,
+        )
+        t3 = time.monotonic()
+    except Unsupported as exc:
+        emit("unsupported", reason=exc.reason)
+        return
+    except (OutOfMemory, MemoryError) as exc:
+        emit("oom", message=str(exc) or type(exc).__name__)
+        return
+    peak, peak_kind = adapter.peak_memory(model)
+    timings = {"prepare_s": t1 - t0, "build_s": t2 - t1, "measure_s": t3 - t2}
+    emit(
+        "result",
+        windows=windows,
+        peak_memory_bytes=peak,
+        peak_memory_kind=peak_kind,
+        threads=adapter.actual_threads(config),
+        inventory={"worker_python": platform.python_version(), **adapter.inventory(config)},
+        timings=timings,
+    )
+
+
+def main() -> int:
+    # Keep a private copy of stdout for the protocol and send everything else printed to stderr.
+    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    channel = Channel(proto)
+    try:
+        job = json.loads(sys.stdin.read())
+        run_job(job, channel)
+    except Exception as exc:
+        channel.emit("error", type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
