@@ -1,0 +1,193 @@
+"""PyTorch adapter: eager mode, the idiomatic PyTorch training step.
+
+Kernel families (the paper's Fig. 2 and Fig. 4):
+- ``vendor``: cuDNN on CUDA (autotuned during warm-up with ``cudnn.benchmark``), oneDNN on the CPU.
+- ``native``: PyTorch's own im2col + GEMM convolution (``slow_conv2d``), cuDNN / oneDNN / NNPACK off.
+
+Precisions: ``fp32`` is strict IEEE fp32 (TF32 off, on CUDA too, where PyTorch enables it for
+convolutions by default); ``tf32`` enables it on CUDA; ``fp16`` and ``bf16`` use autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cnnbench.adapter import Capabilities, FrameworkAdapter, OutOfMemory, Unsupported
+
+
+@dataclass
+class TorchModel:
+    module: Any
+    x: Any
+    y: Any
+    device: Any
+    autocast: Any  # a callable returning the autocast context for the run's precision
+    optimizer: Any = None
+    scaler: Any = None
+
+
+class TorchAdapter(FrameworkAdapter):
+    name = "torch"
+    package = "torch"
+    install_hint = 'pip install "cnnbench[torch]"'
+
+    @classmethod
+    def capabilities(cls, device_kind: str) -> Capabilities:
+        if device_kind == "cuda":
+            return Capabilities(precisions=("fp32", "tf32", "fp16", "bf16"), kernels=("vendor", "native"))
+        return Capabilities(
+            precisions=("fp32", "fp16", "bf16"),
+            kernels=("vendor", "native"),
+            unsupported={"tf32": "TF32 is a format of NVIDIA tensor cores; the CPU has none"},
+        )
+
+    # -- worker side ------------------------------------------------------------------------------
+
+    def prepare(self, config) -> None:
+        import torch
+
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if config.device_kind == "cuda":
+            self._prepare_cuda(torch, config)
+        else:
+            self._prepare_cpu(torch, config)
+
+    def _prepare_cpu(self, torch, config) -> None:
+        vendor = config.kernels == "vendor"
+        if vendor and not torch.backends.mkldnn.is_available():
+            raise Unsupported(f"torch {torch.__version__} was built without oneDNN (mkldnn)")
+        torch.backends.mkldnn.enabled = vendor
+        # NNPACK would otherwise take some convolutions when oneDNN is off; "native" means slow_conv2d.
+        torch.backends.nnpack.set_flags(vendor)
+        if config.precision == "fp16" and not torch.amp.is_autocast_available("cpu"):
+            raise Unsupported(f"torch {torch.__version__} has no CPU autocast")
+
+    def _prepare_cuda(self, torch, config) -> None:
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise Unsupported(f"CUDA is not available to torch {torch.__version__} ({build}, no usable GPU)")
+        count = torch.cuda.device_count()
+        if config.device_index >= count:
+            raise Unsupported(f"{config.device} does not exist: this machine has {count} CUDA device(s)")
+        device = torch.device(config.device)
+        torch.cuda.set_device(device)
+        major, minor = torch.cuda.get_device_capability(device)
+        if config.precision == "tf32" and major < 8:
+            raise Unsupported(f"TF32 needs compute capability 8.0 or newer; this GPU has {major}.{minor}")
+        if config.precision == "bf16" and not torch.cuda.is_bf16_supported():
+            raise Unsupported(f"this GPU (compute capability {major}.{minor}) has no bf16 support")
+        if config.kernels == "vendor" and not torch.backends.cudnn.is_available():
+            raise Unsupported(f"torch {torch.__version__} cannot load cuDNN")
+        tf32 = config.precision == "tf32"
+        if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+            torch.backends.cuda.matmul.fp32_precision = "tf32" if tf32 else "ieee"
+            torch.backends.cudnn.conv.fp32_precision = "tf32" if tf32 else "ieee"
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.enabled = config.kernels == "vendor"
+        # Autotuning happens in the first (warm-up) iterations, which are excluded from timing.
+        torch.backends.cudnn.benchmark = config.kernels == "vendor"
+
+    def build(self, spec, config) -> TorchModel:
+        import torch
+
+        from cnnbench_torch.model import build_module
+
+        torch.manual_seed(config.seed)
+        device = torch.device(config.device)
+        try:
+            module = build_module(spec).to(device).train()
+            x = torch.randn(config.batch_size, *spec.input_shape, device=device)
+            y = torch.randint(0, spec.num_classes, (config.batch_size,), device=device)
+        except torch.OutOfMemoryError as exc:
+            raise OutOfMemory(str(exc)) from exc
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.precision)
+        if dtype is None:
+            autocast = contextlib.nullcontext
+        else:
+            def autocast():
+                return torch.autocast(device_type=device.type, dtype=dtype)
+        model = TorchModel(module, x, y, device, autocast)
+        if config.optimizer:
+            model.optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+            if config.precision == "fp16":
+                model.scaler = torch.amp.GradScaler(device.type)
+        return model
+
+    def step(self, model: TorchModel) -> None:
+        import torch.nn.functional as F
+
+        module = model.module
+        module.zero_grad(set_to_none=True)
+        try:
+            with model.autocast():
+                loss = F.cross_entropy(module(model.x), model.y)
+            if model.scaler is not None:
+                model.scaler.scale(loss).backward()
+                model.scaler.step(model.optimizer)
+                model.scaler.update()
+            else:
+                loss.backward()
+                if model.optimizer is not None:
+                    model.optimizer.step()
+        except Exception as exc:
+            _raise_if_oom(exc)
+            raise
+
+    def synchronize(self, model: TorchModel) -> None:
+        if model.device.type == "cuda":
+            import torch
+
+            try:
+                torch.cuda.synchronize(model.device)
+            except Exception as exc:
+                _raise_if_oom(exc)
+                raise
+        # CPU operators run synchronously: when step() returns, the work is done.
+
+    def peak_memory(self, model: TorchModel) -> tuple[int | None, str]:
+        if model.device.type == "cuda":
+            import torch
+
+            return torch.cuda.max_memory_allocated(model.device), "CUDA allocator peak (max_memory_allocated)"
+        return super().peak_memory(model)
+
+    def actual_threads(self, config) -> int | None:
+        import torch
+
+        return torch.get_num_threads()
+
+    def inventory(self, config) -> dict[str, Any]:
+        import torch
+
+        info: dict[str, Any] = {"torch": torch.__version__}
+        config_text = torch.__config__.show()
+        blas = re.search(r"BLAS_INFO=(\w+)", config_text)
+        info["blas"] = blas.group(1) if blas else None
+        onednn = re.search(r"MKL-DNN v([\w.]+)", config_text)
+        info["onednn"] = onednn.group(1) if onednn else None
+        if config.device_kind == "cuda":
+            device = torch.device(config.device)
+            props = torch.cuda.get_device_properties(device)
+            info.update(
+                {
+                    "cuda": torch.version.cuda,
+                    "cudnn": torch.backends.cudnn.version(),
+                    "gpu": props.name,
+                    "gpu_compute_capability": f"{props.major}.{props.minor}",
+                    "gpu_memory_bytes": props.total_memory,
+                }
+            )
+        return info
+
+
+def _raise_if_oom(exc: Exception) -> None:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "out of memory") from exc
