@@ -1,0 +1,251 @@
+"""The ``cnnbench`` command line. Only the standard library, pluggy and cnnbench's own light modules are
+imported here: ``cnnbench --help`` must stay instant, and frameworks load only in worker processes.
+
+Exit codes: 0 every cell ok or unsupported; 1 some cell failed (error / oom / timeout); 2 bad usage;
+130 interrupted (the cells that finished are still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+from typing import Sequence
+
+import cnnbench
+from cnnbench.config import (
+    KERNELS,
+    PRECISIONS,
+    Measurement,
+    RunConfig,
+    UsageError,
+    check_choice,
+    check_device,
+    positive_float,
+    positive_int,
+    split_list,
+)
+
+DEFAULT_NETWORK = "alexnet"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line naming the problem (and the valid choices), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
+    many = "" if single else " (comma list)"
+    p.add_argument("--batch-size", metavar="B", help=f"images per iteration{many}; default: the network's")
+    p.add_argument("--device", metavar="D", help=f"cpu, cuda or cuda:N{many}; default: cuda if an NVIDIA GPU is present, else cpu")
+    p.add_argument("--precision", metavar="P", default="fp32", help=f"{', '.join(PRECISIONS)}{many} (default fp32)")
+    p.add_argument("--kernels", metavar="K", default="vendor", help=f"vendor (cuDNN/oneDNN) or native (im2col+GEMM){many} (default vendor)")
+    p.add_argument("--threads", metavar="T", help=f"compute threads{many}; default: the framework's")
+    g = p.add_argument_group("measurement")
+    g.add_argument("--warmup", metavar="N", default="2", help="warm-up iterations, not timed (default 2)")
+    g.add_argument("--min-time", metavar="S", default="1.0", help="each timed window lasts at least S seconds (default 1)")
+    g.add_argument("--repeats", metavar="R", default="5", help="timed windows per cell (default 5)")
+    g.add_argument("--iterations", metavar="N", help="fixed iterations per window instead of --min-time")
+    g.add_argument("--timeout", metavar="S", default="1800", help="seconds per cell before its worker is stopped (default 1800)")
+    g.add_argument("--meters", metavar="M", default="auto", help="auto or none (default auto)")
+    p.add_argument("--json", action="store_true", help="machine-readable results on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="cnnbench",
+        description="Measure how fast and how energy-efficiently CNNs train, across frameworks and hardware settings.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnbench {cnnbench.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("list", help="frameworks (available?, version, why not), plugin errors, networks")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("run", help="one run: one framework, one network, one value per axis")
+    p.add_argument("--framework", metavar="F", required=True, help="framework name (see cnnbench list)")
+    p.add_argument("--network", metavar="N", default=DEFAULT_NETWORK, help=f"network name or spec file (default {DEFAULT_NETWORK})")
+    _add_axes(p, single=True)
+
+    p = sub.add_parser("compare", help="the grid: every axis flag takes a comma list")
+    p.add_argument("--frameworks", metavar="F1,F2", help="frameworks (default: every available one)")
+    p.add_argument("--networks", "--network", dest="networks", metavar="N1,N2", default=DEFAULT_NETWORK,
+                   help=f"network names or spec files (default {DEFAULT_NETWORK})")
+    _add_axes(p, single=False)
+    return parser
+
+
+# -- planning ---------------------------------------------------------------------------------------
+
+
+def default_device() -> str:
+    """cuda where the NVIDIA driver shows a GPU (read from /proc, no framework import), else cpu."""
+    try:
+        return "cuda" if os.listdir("/proc/driver/nvidia/gpus") else "cpu"
+    except OSError:
+        return "cpu"
+
+
+def _values(args: argparse.Namespace, attr: str, flag: str, single: bool) -> list[str] | None:
+    text = getattr(args, attr)
+    if text is None:
+        return None
+    values = split_list(flag, text)
+    if single and len(values) > 1:
+        raise UsageError(f"{flag} takes one value with 'run'; use 'cnnbench compare' for a grid")
+    return values
+
+
+def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measurement]:
+    from cnnbench.networks import resolve_network
+    from cnnbench.runner import Cell
+
+    adapters = host.adapters()
+    if single:
+        frameworks = [args.framework]
+    elif args.frameworks is None:
+        frameworks = [name for name, cls in adapters.items() if cls.availability().available]
+        if not frameworks:
+            hints = "; ".join(f"{n}: {c.install_hint}" for n, c in adapters.items()) or "no adapter plugins found"
+            raise UsageError(f"no framework is available here; install one ({hints})")
+    else:
+        frameworks = _values(args, "frameworks", "--frameworks", single)
+    for name in frameworks:
+        host.adapter(name)  # unknown names: a usage error naming the valid choices
+    networks = [resolve_network(n) for n in _values(args, "network" if single else "networks", "--network" if single else "--networks", single)]
+    batches = _values(args, "batch_size", "--batch-size", single)
+    batch_sizes = [positive_int("--batch-size", b) for b in batches] if batches else [None]
+    devices = [check_device(d) for d in (_values(args, "device", "--device", single) or [default_device()])]
+    precisions = [check_choice("precision", p, PRECISIONS) for p in _values(args, "precision", "--precision", single)]
+    kernels = [check_choice("kernels", k, KERNELS) for k in _values(args, "kernels", "--kernels", single)]
+    threads_list = _values(args, "threads", "--threads", single)
+    threads = [positive_int("--threads", t) for t in threads_list] if threads_list else [None]
+    if args.meters not in ("auto", "none"):
+        raise UsageError(f"unknown meter '{args.meters}'; valid choices: auto, none (no meter plugins are installed)")
+    iterations = positive_int("--iterations", args.iterations) if args.iterations is not None else None
+    measurement = Measurement(
+        warmup=positive_int("--warmup", args.warmup, allow_zero=True),
+        min_time=positive_float("--min-time", args.min_time),
+        repeats=positive_int("--repeats", args.repeats),
+        iterations=iterations,
+    )
+    cells = []
+    for framework, spec, batch, device, precision, kernel, thread in itertools.product(
+        frameworks, networks, batch_sizes, devices, precisions, kernels, threads
+    ):
+        config = RunConfig(
+            framework=framework,
+            network=spec.name,
+            batch_size=batch or spec.default_batch_size,
+            device=device,
+            precision=precision,
+            kernels=kernel,
+            threads=thread,
+        )
+        cells.append(Cell(config, spec))
+    return cells, measurement
+
+
+# -- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_grid(args: argparse.Namespace, single: bool) -> int:
+    from cnnbench.plugins import get_host
+    from cnnbench.report import results_json, results_table
+    from cnnbench.runner import run_grid
+
+    host = get_host()
+    cells, measurement = plan(args, host, single)
+    timeout = positive_float("--timeout", args.timeout)
+    energy_note = (
+        "meters disabled (--meters none)" if args.meters == "none"
+        else "no power meter is implemented in this cnnbench version"
+    )
+    progress = sys.stderr.isatty() and not args.json
+
+    def on_start(index: int, cell) -> None:
+        if progress:
+            print(f"[{index + 1}/{len(cells)}] {cell.config.label()} ...", file=sys.stderr, flush=True)
+
+    results = []
+    interrupted = False
+    try:
+        for result in run_grid(cells, measurement, host, timeout=timeout, energy_unavailable=energy_note, on_start=on_start):
+            results.append(result)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"cnnbench: interrupted; {len(results)} of {len(cells)} cells finished", file=sys.stderr)
+    if args.json:
+        print(results_json(results, {"measurement": measurement.__dict__}))
+    else:
+        print(results_table(results))
+    if interrupted:
+        return 130
+    return 1 if any(r.failed for r in results) else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import json
+
+    from cnnbench.networks import builtin_networks
+    from cnnbench.plugins import get_host
+
+    host = get_host()
+    frameworks = []
+    for name, cls in host.adapters().items():
+        availability = cls.availability()
+        frameworks.append(
+            {
+                "name": name,
+                "available": availability.available,
+                "version": availability.version,
+                "reason": availability.reason,
+                "install_hint": availability.install_hint,
+                "plugin": host.adapter_plugin(name),
+            }
+        )
+    failures = [f.__dict__ for f in host.failures]
+    networks = sorted(builtin_networks())
+    if args.json:
+        print(json.dumps({"frameworks": frameworks, "plugin_errors": failures, "meters": [], "networks": networks}, indent=2))
+        return 0
+    from tabulate import tabulate
+
+    rows = [
+        [f["name"], "yes" if f["available"] else "no", f["version"] or "-", f["plugin"],
+         "" if f["available"] else f"{f['reason']}; install: {f['install_hint']}"]
+        for f in frameworks
+    ]
+    print("frameworks")
+    print(tabulate(rows, headers=["name", "available", "version", "plugin", "why not"]))
+    if failures:
+        print("\nplugins that failed to load (skipped)")
+        for f in failures:
+            print(f"  {f['plugin']} ({f['origin']}): {f['error']}")
+    print("\nmeters\n  none: energy metering is not implemented in this cnnbench version")
+    print("\nnetworks\n  " + ", ".join(networks))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from cnnbench.plugins import PluginError
+    from cnnbench.spec import SpecError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if args.command == "list":
+            return cmd_list(args)
+        return cmd_grid(args, single=args.command == "run")
+    except (UsageError, SpecError, PluginError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not message.startswith("cnnbench"):
+            message = f"cnnbench: error: {message}"
+        print(message, file=sys.stderr)
+        return 2

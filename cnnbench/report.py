@@ -1,0 +1,89 @@
+"""Tables of results for the terminal (tabulate), and the JSON document of ``--json``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cnnbench.results import SCHEMA_VERSION, Result
+
+AXES = (
+    ("framework", "framework"),
+    ("network", "network"),
+    ("batch_size", "batch"),
+    ("device", "device"),
+    ("precision", "precision"),
+    ("kernels", "kernels"),
+    ("threads", "threads"),
+)
+
+
+def _axis_value(result: Result, attr: str) -> str:
+    value = getattr(result, attr)
+    if attr == "threads" and value is None:
+        return "default"
+    return str(value)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def results_table(results: list[Result]) -> str:
+    """The comparison table; axes that are the same in every row go into a header line, reasons into
+    numbered notes under the table, so the table stays narrow enough to read."""
+    from tabulate import tabulate
+
+    if not results:
+        return "no results"
+    varying = [(attr, head) for attr, head in AXES if len({_axis_value(r, attr) for r in results}) > 1]
+    fixed = [(head, _axis_value(results[0], attr)) for attr, head in AXES if (attr, head) not in varying]
+    if not varying:
+        varying = [AXES[0]]
+    notes: list[str] = []
+
+    def note(text: str) -> str:
+        if text not in notes:
+            notes.append(text)
+        return f"[{notes.index(text) + 1}]"
+
+    rows = []
+    for r in results:
+        row = [_axis_value(r, attr) for attr, _ in varying]
+        if r.time_per_iter_ms is not None:
+            spread = f" ± {r.time_per_iter_ms_stdev:.2f}" if r.time_per_iter_ms_stdev is not None else ""
+            row += [f"{r.time_per_iter_ms:,.2f}{spread}", _fmt(r.images_per_s, 1), _fmt(r.gflops_per_s, 1)]
+        else:
+            row += ["-", "-", "-"]
+        if r.energy:
+            row.append(", ".join(f"{d} {v['energy_per_image_j']:.4g} ({v['method']})" for d, v in r.energy.items()))
+        elif r.status == "ok":
+            row.append(f"unavailable {note(r.energy_unavailable or 'no meter reading')}")
+        else:
+            row.append("-")
+        row.append(r.status if not r.reason else f"{r.status} {note(r.reason)}")
+        rows.append(row)
+    headers = [head for _, head in varying] + [
+        "ms/iter (median ± sd)",
+        "images/s",
+        "GFLOP/s",
+        "energy J/image",
+        "status",
+    ]
+    lines = []
+    if fixed:
+        lines.append("  ".join(f"{head}: {value}" for head, value in fixed))
+    lines.append(tabulate(rows, headers=headers, disable_numparse=True, colalign=None))
+    if notes:
+        lines.append("")
+        lines.extend(f"[{i}] {text}" for i, text in enumerate(notes, 1))
+    lines.append(
+        "GFLOP/s: the spec's counted training FLOPs (2 x multiply-adds of conv and fc, forward and backward) "
+        "per second of median iteration time."
+    )
+    return "\n".join(lines)
+
+
+def results_json(results: list[Result], extra: dict[str, Any] | None = None) -> str:
+    document = {"schema_version": SCHEMA_VERSION, **(extra or {}), "results": [r.to_dict() for r in results]}
+    return json.dumps(document, indent=2, default=str)

@@ -1,0 +1,137 @@
+"""The command line as users and scripts rely on it: tables, --json, exit codes 0 / 1 / 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import FAST, ROOT
+
+
+def one_line_error(proc) -> str:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_help_is_instant_and_imports_no_framework():
+    code = (
+        "import sys\n"
+        "from cnnbench.cli import main\n"
+        "for argv in (['--help'], ['compare', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "main(['list'])\n"
+        "heavy = [m for m in ('torch', 'tensorflow', 'mxnet', 'numpy') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout
+
+
+def test_torch_grid_of_eight_cells_all_ok(cli):
+    proc = cli("compare", "--frameworks", "torch", "--network", "lenet", "--batch-size", "8,16",
+               "--precision", "fp32,bf16", "--kernels", "vendor,native", "--device", "cpu", "--json", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    results = doc["results"]
+    assert len(results) == 8
+    assert {(r["batch_size"], r["precision"], r["kernels"]) for r in results} == {
+        (b, p, k) for b in (8, 16) for p in ("fp32", "bf16") for k in ("vendor", "native")
+    }
+    for r in results:
+        assert r["status"] == "ok", r["reason"]
+        for key in ("framework", "network", "device", "threads", "reason", "time_per_iter_ms", "images_per_s", "energy"):
+            assert key in r
+        assert r["time_per_iter_ms"] > 0 and r["images_per_s"] > 0 and r["gflops_per_s"] > 0
+        assert r["energy"] == {} and "no power meter" in r["energy_unavailable"]
+        prov = r["provenance"]
+        assert prov["worker"]["torch"].startswith("2.") and prov["worker"]["threads_used"] >= 1
+        assert prov["host"]["logical_cpus"] >= 1
+        assert prov["network"]["params"] == 431080
+
+
+def test_table_shows_axes_timing_and_energy_unavailable_with_reason(cli):
+    proc = cli("run", "--framework", "torch", "--network", "lenet", "--batch-size", "4", "--device", "cpu", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "network: lenet" in out and "batch: 4" in out and "precision: fp32" in out
+    assert "ms/iter (median ± sd)" in out and "images/s" in out and "GFLOP/s" in out
+    assert "unavailable [1]" in out and "[1] no power meter is implemented" in out
+
+
+def test_cuda_without_cuda_is_unsupported_with_reason(cli):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = cli("compare", "--frameworks", "torch", "--network", "lenet", "--batch-size", "2",
+               "--device", "cuda", "--precision", "fp32,fp16", "--json", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert [r["status"] for r in results] == ["unsupported", "unsupported"]
+    assert all("CUDA is not available" in r["reason"] for r in results)
+
+
+def test_a_failed_cell_exits_1_and_keeps_the_others(cli, fake_site):
+    env = {"CNNBENCH_FAKE_MODE": "raise"}
+    proc = cli("compare", "--frameworks", "torch,fake", "--network", "lenet", "--batch-size", "2",
+               "--device", "cpu", "--json", *FAST, env=env)
+    assert proc.returncode == 1, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert [(r["framework"], r["status"]) for r in results] == [("torch", "ok"), ("fake", "error")]
+    assert "fake step failed" in results[1]["reason"]
+
+
+def test_unavailable_framework_is_a_status_not_a_failure(cli, fake_site):
+    proc = cli("compare", "--frameworks", "fake-missing", "--network", "lenet", "--device", "cpu", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert "unavailable [1]" in proc.stdout
+    assert "pip install cnnbench-fake-framework" in proc.stdout
+
+
+def test_default_frameworks_are_the_available_ones(cli, fake_site):
+    proc = cli("compare", "--network", "lenet", "--batch-size", "2", "--device", "cpu", "--json", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["framework"] for r in json.loads(proc.stdout)["results"]] == ["fake", "torch"]
+
+
+BAD_INPUT = [
+    (["compare", "--frameworks", "torch,nosuch"], "unknown framework 'nosuch'; valid choices: torch"),
+    (["compare", "--frameworks", "torch", "--precision", "fp8"], "unknown precision 'fp8'; valid choices: fp32, fp16, bf16, tf32"),
+    (["compare", "--frameworks", "torch", "--kernels", "cudnn"], "unknown kernels 'cudnn'; valid choices: vendor, native"),
+    (["compare", "--frameworks", "torch", "--device", "tpu"], "unknown device 'tpu'; valid choices: cpu, cuda, cuda:N"),
+    (["compare", "--frameworks", "torch", "--device", "cuda:x"], "unknown device 'cuda:x'"),
+    (["compare", "--frameworks", "torch", "--batch-size", "0"], "--batch-size must be a positive whole number, not '0'"),
+    (["compare", "--frameworks", "torch", "--batch-size", "-4"], "--batch-size must be a positive whole number"),
+    (["compare", "--frameworks", "torch", "--batch-size", "big"], "not 'big'"),
+    (["compare", "--frameworks", "torch", "--batch-size", "8,,16"], "no empty items"),
+    (["compare", "--frameworks", ""], "no empty items"),
+    (["compare", "--frameworks", "torch,torch"], "lists 'torch' twice"),
+    (["compare", "--frameworks", "torch", "--threads", "0"], "--threads must be a positive whole number"),
+    (["compare", "--frameworks", "torch", "--min-time", "-1"], "--min-time must be a positive number"),
+    (["compare", "--frameworks", "torch", "--min-time", "nan"], "--min-time must be a positive number"),
+    (["compare", "--frameworks", "torch", "--repeats", "0"], "--repeats must be a positive whole number"),
+    (["compare", "--frameworks", "torch", "--warmup", "x"], "--warmup must be a whole number >= 0"),
+    (["compare", "--frameworks", "torch", "--timeout", "0"], "--timeout must be a positive number"),
+    (["compare", "--frameworks", "torch", "--meters", "rapl"], "unknown meter 'rapl'; valid choices: auto, none"),
+    (["compare", "--frameworks", "torch", "--network", "nosuch"], "unknown network 'nosuch'; valid choices: alexnet, lenet"),
+    (["compare", "--frameworks", "torch", "--network", "missing/net.toml"], "missing/net.toml"),
+    (["run", "--framework", "torch", "--batch-size", "8,16"], "takes one value with 'run'"),
+    (["run", "--network", "lenet"], "the following arguments are required: --framework"),
+    (["compare", "--frameworks", "torch", "--bogus"], "unrecognized arguments: --bogus"),
+    (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2(cli, argv, expected):
+    line = one_line_error(cli(*argv))
+    assert expected in line
