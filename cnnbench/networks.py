@@ -22,8 +22,9 @@ class UnknownNetwork(SpecError):
 def builtin_dir() -> pathlib.Path:
     """Where the built-in specs live: inside the package when installed, else the checkout's networks/."""
     here = pathlib.Path(__file__).resolve().parent
-    # The wheel maps the top-level networks/ folder to cnnbench/networks (see pyproject.toml).
-    installed = here / "networks"
+    # The wheel maps the top-level networks/ folder to cnnbench/_networks (see pyproject.toml); the
+    # underscore keeps it from being confused with this module.
+    installed = here / "_networks"
     return installed if installed.is_dir() else here.parent / "networks"
 
 
