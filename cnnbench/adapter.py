@@ -84,7 +84,11 @@ class FrameworkAdapter(ABC):
     def availability(cls) -> Availability:
         """Is the framework importable here, and which version? Must not import the framework."""
         module = cls.module or cls.package
-        if importlib.util.find_spec(module) is None:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):  # a dotted name whose parent package is missing
+            spec = None
+        if spec is None:
             return Availability(False, None, f"python package '{module}' is not installed", cls.install_hint)
         try:
             version = importlib.metadata.version(cls.package)

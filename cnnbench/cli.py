@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -24,8 +25,17 @@ from cnnbench.config import (
     check_device,
     positive_float,
     positive_int,
+    positive_ints,
     split_list,
 )
+
+#: Upper bounds that keep timers in range and runs finite: a week per cell, an hour per window.
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_MIN_TIME_S = 3600.0
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP reached the host: stop like Ctrl-C, keeping what finished."""
 
 DEFAULT_NETWORK = "alexnet"
 
@@ -107,7 +117,7 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
     if single:
         frameworks = [args.framework]
     elif args.frameworks is None:
-        frameworks = [name for name, cls in adapters.items() if cls.availability().available]
+        frameworks = [name for name in adapters if host.availability(name).available]
         if not frameworks:
             hints = "; ".join(f"{n}: {c.install_hint}" for n, c in adapters.items()) or "no adapter plugins found"
             raise UsageError(f"no framework is available here; install one ({hints})")
@@ -117,18 +127,18 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
         host.adapter(name)  # unknown names: a usage error naming the valid choices
     networks = [resolve_network(n) for n in _values(args, "network" if single else "networks", "--network" if single else "--networks", single)]
     batches = _values(args, "batch_size", "--batch-size", single)
-    batch_sizes = [positive_int("--batch-size", b) for b in batches] if batches else [None]
+    batch_sizes = positive_ints("--batch-size", batches) if batches else [None]
     devices = [check_device(d) for d in (_values(args, "device", "--device", single) or [default_device()])]
     precisions = [check_choice("precision", p, PRECISIONS) for p in _values(args, "precision", "--precision", single)]
     kernels = [check_choice("kernels", k, KERNELS) for k in _values(args, "kernels", "--kernels", single)]
     threads_list = _values(args, "threads", "--threads", single)
-    threads = [positive_int("--threads", t) for t in threads_list] if threads_list else [None]
+    threads = positive_ints("--threads", threads_list) if threads_list else [None]
     if args.meters not in ("auto", "none"):
         raise UsageError(f"unknown meter '{args.meters}'; valid choices: auto, none (no meter plugins are installed)")
     iterations = positive_int("--iterations", args.iterations) if args.iterations is not None else None
     measurement = Measurement(
         warmup=positive_int("--warmup", args.warmup, allow_zero=True),
-        min_time=positive_float("--min-time", args.min_time),
+        min_time=positive_float("--min-time", args.min_time, MAX_MIN_TIME_S),
         repeats=positive_int("--repeats", args.repeats),
         iterations=iterations,
     )
@@ -159,7 +169,7 @@ def cmd_grid(args: argparse.Namespace, single: bool) -> int:
 
     host = get_host()
     cells, measurement = plan(args, host, single)
-    timeout = positive_float("--timeout", args.timeout)
+    timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
     energy_note = (
         "meters disabled (--meters none)" if args.meters == "none"
         else "no power meter is implemented in this cnnbench version"
@@ -175,15 +185,15 @@ def cmd_grid(args: argparse.Namespace, single: bool) -> int:
     try:
         for result in run_grid(cells, measurement, host, timeout=timeout, energy_unavailable=energy_note, on_start=on_start):
             results.append(result)
-    except KeyboardInterrupt:
-        interrupted = True
+    except (KeyboardInterrupt, Terminated) as exc:
+        interrupted = 130 if isinstance(exc, KeyboardInterrupt) else 143
         print(f"cnnbench: interrupted; {len(results)} of {len(cells)} cells finished", file=sys.stderr)
     if args.json:
         print(results_json(results, {"measurement": measurement.__dict__}))
     else:
         print(results_table(results))
     if interrupted:
-        return 130
+        return interrupted
     return 1 if any(r.failed for r in results) else 0
 
 
@@ -195,8 +205,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     host = get_host()
     frameworks = []
-    for name, cls in host.adapters().items():
-        availability = cls.availability()
+    for name in host.adapters():
+        availability = host.availability(name)
         frameworks.append(
             {
                 "name": name,
@@ -230,19 +240,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(signum, frame) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from cnnbench.plugins import PluginError
     from cnnbench.spec import SpecError
 
     parser = build_parser()
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so workers are stopped and finished cells printed.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            parser.print_help()
-            return 2
+            raise UsageError("cnnbench: error: a command is required; valid choices: list, run, compare")
         if args.command == "list":
             return cmd_list(args)
         return cmd_grid(args, single=args.command == "run")
+    except BrokenPipeError:
+        # The reader went away (``cnnbench compare | head``): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (UsageError, SpecError, PluginError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not message.startswith("cnnbench"):

@@ -44,14 +44,24 @@ def positive_int(axis: str, value: str | int, allow_zero: bool = False) -> int:
     return number
 
 
-def positive_float(axis: str, value: str | float, allow_zero: bool = False) -> float:
+def positive_float(axis: str, value: str | float, maximum: float) -> float:
+    """A positive number of seconds up to ``maximum`` (beyond it, timers overflow or runs never end)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise UsageError(f"{axis} must be a number, not '{value}'") from None
-    if number != number or number < 0 or (number == 0 and not allow_zero) or number == float("inf"):
-        raise UsageError(f"{axis} must be a {'non-negative' if allow_zero else 'positive'} number, not '{value}'")
+    if not 0 < number <= maximum:  # also rejects nan
+        raise UsageError(f"{axis} must be a positive number up to {maximum:g}, not '{value}'")
     return number
+
+
+def positive_ints(axis: str, values: list[str]) -> list[int]:
+    """Whole numbers of a comma list; ``8,08`` is one value twice, so it is rejected like ``8,8``."""
+    numbers = [positive_int(axis, value) for value in values]
+    for number in numbers:
+        if numbers.count(number) > 1:
+            raise UsageError(f"{axis} lists {number} twice")
+    return numbers
 
 
 def split_list(axis: str, text: str) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pluggy
 
 from cnnbench import hookspecs
-from cnnbench.adapter import FrameworkAdapter
+from cnnbench.adapter import Availability, FrameworkAdapter
 
 #: Built-in plugins, registered through the same hooks as third-party ones. Importable from a bare
 #: checkout with ``PYTHONPATH=.:plugins``; a missing framework only makes its adapter "unavailable".
@@ -119,6 +119,7 @@ class PluginHost:
         if self._adapters is not None:
             return self._adapters
         found: dict[str, tuple[str, type[FrameworkAdapter]]] = {}
+        self._adapter_plugins: dict[str, str] = {}
         for plugin, cls in self._collect("cnnbench_register_adapters"):
             origin = self.origins[plugin]
             problem = _adapter_problem(cls)
@@ -136,6 +137,7 @@ class PluginHost:
                 continue
             found[cls.name] = (plugin, cls)
         self._adapters = {name: found[name][1] for name in sorted(found)}
+        self._adapter_plugins = {name: found[name][0] for name in self._adapters}
         return self._adapters
 
     def adapter(self, name: str) -> type[FrameworkAdapter]:
@@ -148,10 +150,19 @@ class PluginHost:
 
     def adapter_plugin(self, name: str) -> str | None:
         """The plugin that registered adapter ``name`` (for messages and provenance)."""
-        for plugin, cls in self._collect("cnnbench_register_adapters"):
-            if getattr(cls, "name", None) == name:
-                return plugin
-        return None
+        self.adapters()
+        return self._adapter_plugins.get(name)
+
+    def availability(self, name: str) -> Availability:
+        """The adapter's availability; a plugin whose check raises is unavailable, with the error."""
+        cls = self.adapter(name)
+        try:
+            return cls.availability()
+        except Exception as exc:
+            if strict_mode():
+                raise
+            return Availability(False, None, f"its availability check raised {type(exc).__name__}: {exc}",
+                                getattr(cls, "install_hint", None))
 
 
 def _qualname(cls: Any) -> str:

@@ -53,7 +53,7 @@ def preflight(cell: Cell, host: PluginHost) -> Result | None:
     """A Result for a cell that needs no worker (framework unavailable, axis value unsupported)."""
     config = cell.config
     cls = host.adapter(config.framework)
-    availability = cls.availability()
+    availability = host.availability(config.framework)
     if not availability.available:
         hint = f"; install with: {availability.install_hint}" if availability.install_hint else ""
         return new_result(config, "unavailable", f"{availability.reason}{hint}")
@@ -72,15 +72,21 @@ def preflight(cell: Cell, host: PluginHost) -> Result | None:
     return None
 
 
-def _python_path(adapter_module: str) -> str:
-    """PYTHONPATH for the worker: the host's cnnbench and the adapter's package come first, so a
-    bare checkout (``PYTHONPATH=.:plugins``) and an installed cnnbench behave the same."""
-    import cnnbench
+def _source_root(module_name: str) -> str | None:
+    """The folder above a package imported from a source tree; None for an installed one, whose
+    site-packages must not leak into a worker that may run another interpreter."""
+    module = sys.modules.get(module_name.split(".")[0])
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    root = Path(file).resolve().parent.parent
+    return None if root.name in ("site-packages", "dist-packages") else str(root)
 
-    entries = [str(Path(cnnbench.__file__).resolve().parent.parent)]
-    top = sys.modules.get(adapter_module.split(".")[0])
-    if top is not None and getattr(top, "__file__", None):
-        entries.append(str(Path(top.__file__).resolve().parent.parent))
+
+def _python_path(adapter_module: str) -> str:
+    """PYTHONPATH for the worker: a source checkout's cnnbench and adapter come first, so a bare
+    checkout (``PYTHONPATH=.:plugins``) and an installed cnnbench behave the same."""
+    entries = [root for root in (_source_root("cnnbench"), _source_root(adapter_module)) if root]
     existing = os.environ.get("PYTHONPATH")
     if existing:
         entries.append(existing)
@@ -99,24 +105,29 @@ def worker_env(config: RunConfig, adapter_module: str) -> dict[str, str]:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the worker's process group, then SIGKILL what is left after a grace period."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """SIGTERM the worker's process group, give it a grace period, then SIGKILL the whole group
+    (always: children that ignore SIGTERM must not outlive a worker that obeyed it)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     proc.wait()
 
 
 def _pump(stream, sink: Callable[[str | None], None]) -> None:
-    for line in stream:
-        sink(line)
-    sink(None)
+    try:
+        for line in stream:
+            sink(line)
+    finally:
+        sink(None)  # the reader never leaves the host waiting, whatever happened to it
 
 
 def run_cell(
@@ -143,7 +154,9 @@ def run_cell(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=worker_env(config, adapter_module),
-        text=True,
+        # A library may print any bytes to stderr; a decoding error must not kill the reader.
+        encoding="utf-8",
+        errors="replace",
         # Its own process group, so a timeout or Ctrl-C ends the worker and anything it spawned.
         start_new_session=True,
     )
@@ -154,17 +167,22 @@ def run_cell(
         target=_pump, args=(proc.stderr, lambda line: line is not None and stderr_tail.append(line)), daemon=True
     )
     err_thread.start()
-    try:
-        proc.stdin.write(json.dumps(job))
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass  # the worker died at once; its exit status tells the story below
 
     final: dict[str, Any] | None = None
     hello: dict[str, Any] = {}
     timed_out = False
     deadline = None if timeout is None else started + timeout
     try:
+        try:
+            # The job is small (a few KiB) next to a pipe's buffer, so this write cannot block.
+            proc.stdin.write(json.dumps(job))
+        except BrokenPipeError:
+            pass  # the worker died at once; its exit status tells the story below
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
@@ -178,6 +196,8 @@ def run_cell(
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:
+                event = None
+            if not isinstance(event, dict):
                 stderr_tail.append(f"(stray worker output) {line}")
                 continue
             if event.get("event") == "hello":
@@ -186,7 +206,13 @@ def run_cell(
                 final = event
             if on_event is not None:
                 on_event(event, proc)
-        proc.wait()
+        if not timed_out:
+            # The deadline holds after stdout closes too: a worker can hang on its way out.
+            try:
+                proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                timed_out = final is None
     except BaseException:
         # Ctrl-C or any host failure: never leave a worker behind.
         _kill_group(proc)

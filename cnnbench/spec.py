@@ -208,6 +208,13 @@ class _Builder:
         if last.type != "softmax_loss":
             raise self.fail(f"layer '{last.name}'", f"no softmax_loss layer: the last layer must be of type "
                             f"'softmax_loss' (its input is the logits), not '{last.type}'")
+        # A dead branch would be counted in the FLOPs but pruned by graph compilers (and never
+        # back-propagated by autograd), so frameworks would time different networks.
+        read = {name for layer in layers for name in layer.inputs}
+        for layer in layers[:-1]:
+            if layer.name not in read:
+                raise self.fail(f"layer '{layer.name}'", "its output is read by no layer; every layer must "
+                                "lead to the softmax_loss")
         return tuple(layers)
 
     def _names(self, raw_layers: list) -> list[str]:

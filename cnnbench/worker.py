@@ -13,6 +13,7 @@ The worker writes JSON lines to its stdout, one event each, flushed as they happ
     window      index, start, end, iterations        (a timed window; start/end are CLOCK_MONOTONIC)
     result      the measurement: per-window times, peak memory, threads, inventory
     unsupported reason                               (the adapter cannot run this configuration)
+    unavailable reason                               (the framework cannot be imported by this interpreter)
     oom         message
     error       type, message, traceback
 
@@ -27,6 +28,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -34,7 +36,13 @@ from typing import Any, Callable, TextIO
 
 PROTOCOL_VERSION = 1
 #: Events that end a job, and the row status each one becomes.
-FINAL_EVENTS = {"result": "ok", "unsupported": "unsupported", "oom": "oom", "error": "error"}
+FINAL_EVENTS = {
+    "result": "ok",
+    "unsupported": "unsupported",
+    "unavailable": "unavailable",
+    "oom": "oom",
+    "error": "error",
+}
 
 
 class Channel:
@@ -73,6 +81,7 @@ def measure(
         sync()
         per_iter = now() - start
         emit("warmup", index=index, seconds=per_iter)
+    emit("phase", phase="measure")
     windows = []
     for index in range(repeats):
         if iterations:
@@ -115,7 +124,7 @@ def run_job(job: dict[str, Any], channel: Channel) -> None:
     measurement = Measurement(**job["measurement"])
     host = get_host()
     cls = host.adapter(config.framework)
-    availability = cls.availability()
+    availability = host.availability(config.framework)
     emit(
         "hello",
         pid=os.getpid(),
@@ -124,9 +133,8 @@ def run_job(job: dict[str, Any], channel: Channel) -> None:
         framework_version=availability.version,
     )
     if not availability.available:
-        emit("unsupported", reason=f"{config.framework} is unavailable: {availability.reason}")
+        emit("unavailable", reason=f"{availability.reason} (in {sys.executable})")
         return
-    timings: dict[str, float] = {}
     try:
         t0 = time.monotonic()
         emit("phase", phase="prepare")
@@ -167,7 +175,22 @@ def run_job(job: dict[str, Any], channel: Channel) -> None:
     )
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the host dies, so a host killed without a chance to
+    clean up (SIGKILL, a crash) leaves no worker holding the CPU or GPU."""
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # a safety net only; the host's own clean-up still applies
+
+
 def main() -> int:
+    _die_with_parent()
     # Keep a private copy of stdout for the protocol and send everything else printed to stderr.
     proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +94,30 @@ def test_a_failed_cell_exits_1_and_keeps_the_others(cli, fake_site):
     assert "fake step failed" in results[1]["reason"]
 
 
+def test_sigterm_to_the_host_stops_the_worker_and_prints_what_finished(fake_site):
+    env = dict(os.environ, CNNBENCH_FAKE_MODE="hang")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins"), env["PYTHONPATH"]])
+    host = subprocess.Popen([sys.executable, "-m", "cnnbench", "compare", "--frameworks", "fake",
+                             "--network", "lenet", "--device", "cpu", *FAST],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    children = Path(f"/proc/{host.pid}/task/{host.pid}/children")
+    deadline = time.monotonic() + 60
+    workers = []
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.2)
+        workers = [int(pid) for pid in children.read_text().split()]
+    assert workers, "the host never started a worker"
+    time.sleep(1.0)
+    host.send_signal(signal.SIGTERM)
+    out, err = host.communicate(timeout=30)
+    assert host.returncode == 143, err
+    assert "interrupted; 0 of 1 cells finished" in err
+    assert "no results" in out
+    time.sleep(0.5)
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
 def test_unavailable_framework_is_a_status_not_a_failure(cli, fake_site):
     proc = cli("compare", "--frameworks", "fake-missing", "--network", "lenet", "--device", "cpu", *FAST)
     assert proc.returncode == 0, proc.stderr
@@ -117,6 +145,7 @@ BAD_INPUT = [
     (["compare", "--frameworks", "torch,torch"], "lists 'torch' twice"),
     (["compare", "--frameworks", "torch", "--threads", "0"], "--threads must be a positive whole number"),
     (["compare", "--frameworks", "torch", "--min-time", "-1"], "--min-time must be a positive number"),
+    (["compare", "--frameworks", "torch", "--min-time", "0"], "--min-time must be a positive number"),
     (["compare", "--frameworks", "torch", "--min-time", "nan"], "--min-time must be a positive number"),
     (["compare", "--frameworks", "torch", "--repeats", "0"], "--repeats must be a positive whole number"),
     (["compare", "--frameworks", "torch", "--warmup", "x"], "--warmup must be a whole number >= 0"),
@@ -128,6 +157,10 @@ BAD_INPUT = [
     (["run", "--network", "lenet"], "the following arguments are required: --framework"),
     (["compare", "--frameworks", "torch", "--bogus"], "unrecognized arguments: --bogus"),
     (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+    ([], "a command is required; valid choices: list, run, compare"),
+    (["compare", "--frameworks", "torch", "--batch-size", "8,08"], "--batch-size lists 8 twice"),
+    (["compare", "--frameworks", "torch", "--timeout", "1e10"], "--timeout must be a positive number up to 604800"),
+    (["compare", "--frameworks", "torch", "--min-time", "1e300"], "--min-time must be a positive number up to 3600"),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -24,6 +25,7 @@ def cell(framework="fake", **config) -> Cell:
     "mode, status, reason",
     [
         ("sleep", "ok", None),
+        ("stderr", "ok", None),
         ("unsupported", "unsupported", "refuses this configuration"),
         ("oom", "oom", "fake device is full"),
         ("raise", "error", "RuntimeError: fake step failed"),
@@ -50,6 +52,17 @@ def test_hanging_worker_times_out_and_is_killed(fake_site, monkeypatch):
     assert "--timeout 3 s" in result.reason
     with pytest.raises(ProcessLookupError):
         os.kill(pids[0], 0)
+
+
+def test_deadline_holds_after_the_worker_closes_stdout(tmp_path):
+    """A worker that closes its event stream and then hangs on its way out is still stopped."""
+    stand_in = tmp_path / "python"
+    stand_in.write_text("#!/bin/sh\nexec 1>&-\nexec sleep 60\n")
+    stand_in.chmod(0o755)
+    started = time.monotonic()
+    result = run_cell(cell("torch"), FAST, timeout=2, python=str(stand_in))
+    assert result.status == "timeout"
+    assert time.monotonic() - started < 20
 
 
 def test_preflight_answers_without_a_worker(fake_site):

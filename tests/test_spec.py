@@ -122,18 +122,27 @@ def test_implicit_input_is_the_previous_layer_and_first_reads_data():
     assert spec.layer("b").output_shape == (3 * 8 * 8,)
 
 
-def test_explicit_inputs_and_an_unconsumed_branch():
+def test_explicit_inputs():
     spec = spec_of(
         'name = "c1", type = "conv", filters = 4, kernel = 3',
-        'name = "side", type = "pool", mode = "avg", kernel = 2',  # nothing reads it: allowed
         'name = "r", input = "c1", type = "relu"',
         'name = "fc", inputs = ["r"], type = "fc", outputs = 5',
         'name = "loss", type = "softmax_loss"',
     )
     assert spec.layer("r").inputs == ("c1",)
     assert spec.layer("fc").input_shapes == ((4, 6, 6),)
-    assert spec.layer("side").output_shape == (4, 5, 5)
     assert spec.num_classes == 5
+
+
+def test_a_dead_branch_is_rejected():
+    with pytest.raises(SpecError, match=r"layer 'side': its output is read by no layer"):
+        spec_of(
+            'name = "c1", type = "conv", filters = 4, kernel = 3',
+            'name = "side", type = "pool", mode = "avg", kernel = 2',
+            'name = "r", input = "c1", type = "relu"',
+            'name = "fc", type = "fc", outputs = 5',
+            'name = "loss", type = "softmax_loss"',
+        )
 
 
 def test_array_of_tables_form_equals_inline_form():

@@ -6,6 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from cnnbench.adapter import Unsupported  # noqa: E402
 from cnnbench.config import RunConfig  # noqa: E402
 from cnnbench.networks import resolve_network  # noqa: E402
 from cnnbench.spec import loads_spec  # noqa: E402
@@ -82,30 +83,70 @@ def test_output_shape_matches_the_spec():
     assert sum(p.numel() for p in model.module.parameters()) == 61_100_840
 
 
-def test_branching_spec_builds_a_graph_module():
+def test_graph_executor_computes_what_the_sequential_chain_computes():
+    from cnnbench_torch.model import SpecGraph, build_module
+
+    spec = resolve_network("lenet")
+    chain = build_module(spec)
+    graph = build_module(spec, graph=True)
+    assert isinstance(graph, SpecGraph) and isinstance(chain, torch.nn.Sequential)
+    graph.load_state_dict({f"blocks.{k}": v for k, v in chain.state_dict().items()})
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.allclose(graph(x), chain(x))
+
+
+def test_relu_runs_in_place_only_where_autograd_allows_it():
     spec = loads_spec("""
-name = "branchy"
-input = [1, 12, 12]
+name = "relus"
+input = [1, 8, 8]
 default_batch_size = 2
 layers = [
-  {name = "conv1", type = "conv", filters = 4, kernel = 3},
-  {name = "side", type = "relu", input = "conv1"},
-  {name = "main", type = "pool", mode = "max", kernel = 2, stride = 2, input = "conv1"},
+  {name = "r0", type = "relu"},
+  {name = "conv", type = "conv", filters = 2, kernel = 3},
+  {name = "r1", type = "relu"},
+  {name = "r2", type = "relu"},
   {name = "fc", type = "fc", outputs = 3},
   {name = "loss", type = "softmax_loss"},
 ]
 """)
     adapter, model, _ = build(spec, batch_size=2)
-    assert type(model.module).__name__ == "_SpecGraph"
-    # conv1 feeds two layers, so the ReLU on it must not run in place
-    assert model.module.blocks[1].inplace is False
+    relus = [m for m in model.module if isinstance(m, torch.nn.ReLU)]
+    # on the input data: no (it would change the batch every step); after a conv: yes; after a ReLU: no
+    assert [m.inplace for m in relus] == [False, True, False]
+    x = model.x.clone()
     adapter.step(model)
-    assert model.module.blocks[0].weight.grad is not None
+    adapter.step(model)
+    assert torch.equal(x, model.x)
+    assert all(p.grad is not None for p in model.module.parameters())
+
+
+def test_plain_cuda_means_device_zero(monkeypatch):
+    """Without a GPU here, stand in for torch.cuda to check what prepare() asks of it."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(device))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
+    for device in ("cuda", "cuda:0"):
+        TorchAdapter().prepare(RunConfig(framework="torch", network="lenet", batch_size=2, device=device))
+    assert calls == [torch.device("cuda", 0)] * 2
+    with pytest.raises(Unsupported, match="cuda:1 does not exist: this machine has 1 CUDA device"):
+        TorchAdapter().prepare(RunConfig(framework="torch", network="lenet", batch_size=2, device="cuda:1"))
+
+
+def test_bf16_on_a_gpu_that_only_emulates_it_is_unsupported(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    with pytest.raises(Unsupported, match="no bf16 support"):
+        TorchAdapter().prepare(RunConfig(framework="torch", network="lenet", batch_size=2, device="cuda",
+                                         precision="bf16"))
 
 
 def test_cuda_without_cuda_is_unsupported():
-    from cnnbench.adapter import Unsupported
-
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(Unsupported, match="CUDA is not available"):

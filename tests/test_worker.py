@@ -72,8 +72,8 @@ def test_protocol_events_in_order_on_the_shared_monotonic_clock(fake_site):
     proc, events, before, after = run_worker(json.dumps(job()))
     assert proc.returncode == 0, proc.stderr
     kinds = [e["event"] for e in events]
-    assert kinds == ["hello", "phase", "phase", "phase", "warmup", "window", "window", "result"]
-    assert [e["phase"] for e in events if e["event"] == "phase"] == ["prepare", "build", "warmup"]
+    assert kinds == ["hello", "phase", "phase", "phase", "warmup", "phase", "window", "window", "result"]
+    assert [e["phase"] for e in events if e["event"] == "phase"] == ["prepare", "build", "warmup", "measure"]
     times = [e["t"] for e in events]
     assert times == sorted(times)
     # CLOCK_MONOTONIC is shared across processes: the worker's stamps lie within the host's interval.
@@ -118,5 +118,5 @@ def test_bad_jobs_are_error_events():
 
 def test_unavailable_framework_is_reported_without_a_crash(fake_site):
     proc, events, *_ = run_worker(json.dumps(job("fake-missing")))
-    assert events[-1]["event"] == "unsupported"
+    assert events[-1]["event"] == "unavailable"
     assert "not installed" in events[-1]["reason"]

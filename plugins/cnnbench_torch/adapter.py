@@ -63,8 +63,16 @@ class TorchAdapter(FrameworkAdapter):
         torch.backends.mkldnn.enabled = vendor
         # NNPACK would otherwise take some convolutions when oneDNN is off; "native" means slow_conv2d.
         torch.backends.nnpack.set_flags(vendor)
-        if config.precision == "fp16" and not torch.amp.is_autocast_available("cpu"):
-            raise Unsupported(f"torch {torch.__version__} has no CPU autocast")
+        if vendor:
+            # oneDNN takes half-precision convolutions only where the CPU has the instructions for
+            # them; elsewhere PyTorch quietly falls back to slow_conv2d, which is the native family.
+            mkldnn = torch.ops.mkldnn
+            if config.precision == "bf16" and not mkldnn._is_mkldnn_bf16_supported():
+                raise Unsupported("oneDNN has no bf16 kernels for this CPU (needs AVX-512 BF16 or AMX); "
+                                  "PyTorch would run its native kernels: use --kernels native")
+            if config.precision == "fp16" and not mkldnn._is_mkldnn_fp16_supported():
+                raise Unsupported("oneDNN has no fp16 kernels for this CPU (needs AVX-512 FP16 or AMX-FP16); "
+                                  "PyTorch would run its native kernels: use --kernels native")
 
     def _prepare_cuda(self, torch, config) -> None:
         if not torch.cuda.is_available():
@@ -73,12 +81,13 @@ class TorchAdapter(FrameworkAdapter):
         count = torch.cuda.device_count()
         if config.device_index >= count:
             raise Unsupported(f"{config.device} does not exist: this machine has {count} CUDA device(s)")
-        device = torch.device(config.device)
+        # "cuda" alone means device 0; set_device needs an index.
+        device = torch.device("cuda", config.device_index)
         torch.cuda.set_device(device)
         major, minor = torch.cuda.get_device_capability(device)
         if config.precision == "tf32" and major < 8:
             raise Unsupported(f"TF32 needs compute capability 8.0 or newer; this GPU has {major}.{minor}")
-        if config.precision == "bf16" and not torch.cuda.is_bf16_supported():
+        if config.precision == "bf16" and not _native_bf16(torch):
             raise Unsupported(f"this GPU (compute capability {major}.{minor}) has no bf16 support")
         if config.kernels == "vendor" and not torch.backends.cudnn.is_available():
             raise Unsupported(f"torch {torch.__version__} cannot load cuDNN")
@@ -99,7 +108,7 @@ class TorchAdapter(FrameworkAdapter):
         from cnnbench_torch.model import build_module
 
         torch.manual_seed(config.seed)
-        device = torch.device(config.device)
+        device = torch.device("cuda", config.device_index) if config.device_kind == "cuda" else torch.device("cpu")
         try:
             module = build_module(spec).to(device).train()
             x = torch.randn(config.batch_size, *spec.input_shape, device=device)
@@ -172,7 +181,7 @@ class TorchAdapter(FrameworkAdapter):
         onednn = re.search(r"MKL-DNN v([\w.]+)", config_text)
         info["onednn"] = onednn.group(1) if onednn else None
         if config.device_kind == "cuda":
-            device = torch.device(config.device)
+            device = torch.device("cuda", config.device_index)
             props = torch.cuda.get_device_properties(device)
             info.update(
                 {
@@ -186,8 +195,18 @@ class TorchAdapter(FrameworkAdapter):
         return info
 
 
+def _native_bf16(torch) -> bool:
+    """bf16 in hardware (compute capability 8.0+); pre-Ampere GPUs only emulate it."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.3 has no emulation flag and reports hardware support only
+        return torch.cuda.is_bf16_supported()
+
+
 def _raise_if_oom(exc: Exception) -> None:
     import torch
 
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+    text = str(exc).lower()
+    # CUDA says "out of memory"; the CPU allocator says "DefaultCPUAllocator: not enough memory".
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "not enough memory" in text:
         raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "out of memory") from exc

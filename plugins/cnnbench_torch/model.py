@@ -1,20 +1,23 @@
-"""Build a ``torch.nn.Module`` from a cnnbench network spec (the loss layer is applied by the step)."""
+"""Build a ``torch.nn.Module`` from a cnnbench network spec (the loss layer is applied by the step).
+
+Imported only inside the adapter's worker-side methods, once PyTorch is wanted anyway.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+
+from torch import nn
 
 from cnnbench.adapter import Unsupported
+from cnnbench.spec import Layer, NetworkSpec
 
-if TYPE_CHECKING:
-    import torch
+#: Layers whose backward needs neither their output nor an input they could share with a ReLU, so a
+#: ReLU straight after them may overwrite their output in place (as Caffe and torchvision do).
+_INPLACE_SAFE_PRODUCERS = ("conv", "fc", "pool")
 
-    from cnnbench.spec import Layer, NetworkSpec
 
-
-def _layer_module(layer: Layer, inplace_ok: bool) -> torch.nn.Module:
-    from torch import nn
-
+def _layer_module(layer: Layer, inplace_ok: bool) -> nn.Module:
     p = layer.params
     if layer.type == "conv":
         return nn.Conv2d(
@@ -27,16 +30,17 @@ def _layer_module(layer: Layer, inplace_ok: bool) -> torch.nn.Module:
             bias=p["bias"],
         )
     if layer.type == "pool":
+        if any(pad > k // 2 for pad, k in zip(p["pad"], p["kernel"])):
+            raise Unsupported(f"layer '{layer.name}': PyTorch pools allow padding up to half the kernel")
         ceil = p["round"] == "ceil"
         if p["mode"] == "max":
             return nn.MaxPool2d(p["kernel"], p["stride"], p["pad"], ceil_mode=ceil)
         # Caffe divides by the window clipped to the padded image, as count_include_pad=True does.
         return nn.AvgPool2d(p["kernel"], p["stride"], p["pad"], ceil_mode=ceil, count_include_pad=True)
     if layer.type == "relu":
-        # In place (as Caffe and torchvision do) only when nothing else reads the input blob.
         return nn.ReLU(inplace=inplace_ok)
     if layer.type == "fc":
-        linear = nn.Linear(_flat(layer.input_shapes[0]), p["outputs"], bias=p["bias"])
+        linear = nn.Linear(math.prod(layer.input_shapes[0]), p["outputs"], bias=p["bias"])
         if len(layer.input_shapes[0]) > 1:
             # Caffe's InnerProduct flattens its input implicitly.
             return nn.Sequential(nn.Flatten(), linear)
@@ -48,46 +52,42 @@ def _layer_module(layer: Layer, inplace_ok: bool) -> torch.nn.Module:
     raise Unsupported(f"the torch adapter cannot build layer '{layer.name}' of type '{layer.type}'")
 
 
-def _flat(shape: tuple[int, ...]) -> int:
-    size = 1
-    for dim in shape:
-        size *= dim
-    return size
+class SpecGraph(nn.Module):
+    """Runs the layers in file order (already topological), keeping blobs by name."""
+
+    def __init__(self, layers: list[Layer], modules: list[nn.Module], output: str):
+        super().__init__()
+        self.blocks = nn.ModuleList(modules)
+        self.plan = [(layer.name, layer.inputs) for layer in layers]
+        self.output = output
+
+    def forward(self, data):
+        blobs = {"data": data}
+        for (name, inputs), block in zip(self.plan, self.blocks):
+            blobs[name] = block(*[blobs[i] for i in inputs])
+        return blobs[self.output]
 
 
-def build_module(spec: NetworkSpec) -> torch.nn.Module:
-    """A chain becomes ``nn.Sequential`` (no per-layer Python bookkeeping); a graph a ``SpecGraph``."""
-    from torch import nn
-
+def build_module(spec: NetworkSpec, graph: bool = False) -> nn.Module:
+    """A chain becomes ``nn.Sequential`` (no per-layer Python bookkeeping), anything else (or
+    ``graph=True``) a :class:`SpecGraph`."""
     layers = [layer for layer in spec.layers if layer.type != "softmax_loss"]
-    consumers: dict[str, int] = {}
+    producers = {layer.name: layer.type for layer in layers}
+    readers: dict[str, int] = {}
     for layer in spec.layers:
         for name in layer.inputs:
-            consumers[name] = consumers.get(name, 0) + 1
-    modules = [_layer_module(layer, consumers.get(layer.inputs[0], 0) == 1) for layer in layers]
+            readers[name] = readers.get(name, 0) + 1
+    modules = [
+        _layer_module(
+            layer,
+            inplace_ok=producers.get(layer.inputs[0]) in _INPLACE_SAFE_PRODUCERS and readers[layer.inputs[0]] == 1,
+        )
+        for layer in layers
+    ]
     previous = ["data"] + [layer.name for layer in layers[:-1]]
-    is_chain = all(layer.inputs == (prev,) for layer, prev in zip(layers, previous))
-    if is_chain:
+    is_chain = spec.logits == layers[-1].name and all(
+        layer.inputs == (prev,) for layer, prev in zip(layers, previous)
+    )
+    if is_chain and not graph:
         return nn.Sequential(*modules)
     return SpecGraph(layers, modules, spec.logits)
-
-
-def SpecGraph(layers, modules, output):  # noqa: N802 - a factory, so torch is imported lazily
-    from torch import nn
-
-    class _SpecGraph(nn.Module):
-        """Runs the layers in file order (already topological), keeping blobs by name."""
-
-        def __init__(self):
-            super().__init__()
-            self.blocks = nn.ModuleList(modules)
-            self.plan = [(layer.name, layer.inputs) for layer in layers]
-            self.output = output
-
-        def forward(self, data):
-            blobs = {"data": data}
-            for (name, inputs), block in zip(self.plan, self.blocks):
-                blobs[name] = block(*[blobs[i] for i in inputs])
-            return blobs[self.output]
-
-    return _SpecGraph()

@@ -2,7 +2,8 @@
 
 Its behaviour is chosen by the environment variable CNNBENCH_FAKE_MODE, which the host passes on to
 workers: ``sleep`` (default; each step sleeps CNNBENCH_FAKE_STEP_S), ``print`` (prints to stdout
-inside the step), ``raise``, ``unsupported``, ``oom``, ``segfault``, ``hang``, ``exit``.
+inside the step), ``stderr`` (floods stderr with undecodable bytes), ``raise``, ``unsupported``,
+``oom``, ``segfault``, ``hang``, ``exit``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class FakeAdapter(FrameworkAdapter):
             time.sleep(3600)
         elif mode == "exit":
             os._exit(3)
+        elif mode == "stderr" and model["steps"] == 1:
+            # undecodable bytes, and more than a pipe buffer of them
+            os.write(2, b"\xff\xfe not utf-8 \x80\n" * 20000)
         time.sleep(self.step_s)
 
     def synchronize(self, model):
