@@ -77,10 +77,11 @@ def results_table(results: list[Result]) -> str:
     if notes:
         lines.append("")
         lines.extend(f"[{i}] {text}" for i, text in enumerate(notes, 1))
-    lines.append(
-        "GFLOP/s: the spec's counted training FLOPs (2 x multiply-adds of conv and fc, forward and backward) "
-        "per second of median iteration time."
-    )
+    if any(r.gflops_per_s is not None for r in results):
+        lines.append(
+            "GFLOP/s: the spec's counted training FLOPs (2 x multiply-adds of conv and fc, forward and backward) "
+            "per second of median iteration time."
+        )
     return "\n".join(lines)
 
 
