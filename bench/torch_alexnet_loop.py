@@ -28,6 +28,20 @@ def alexnet_v2() -> nn.Module:
     )
 
 
+def make_step(batch_size: int):
+    """The training step on synthetic data made once: forward, cross-entropy, backward."""
+    torch.manual_seed(0)
+    model = alexnet_v2().train()
+    x = torch.randn(batch_size, 3, 224, 224)
+    y = torch.randint(0, 1000, (batch_size,))
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+
+    return step
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch-size", type=int, default=32)
@@ -38,15 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = alexnet_v2().train()
-    x = torch.randn(args.batch_size, 3, 224, 224)
-    y = torch.randint(0, 1000, (args.batch_size,))
-
-    def step():
-        model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-
+    step = make_step(args.batch_size)
     for _ in range(args.warmup):
         step()
     per_iter = []

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "bench")]
@@ -23,7 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "bench")]
 from cnnbench.config import RunConfig  # noqa: E402
 from cnnbench.networks import resolve_network  # noqa: E402
 from cnnbench_torch.adapter import TorchAdapter  # noqa: E402
-from torch_alexnet_loop import alexnet_v2  # noqa: E402
+from torch_alexnet_loop import make_step  # noqa: E402
 
 
 def main() -> None:
@@ -35,14 +34,7 @@ def main() -> None:
     adapter = TorchAdapter()
     adapter.prepare(config)
     model = adapter.build(resolve_network("alexnet"), config)
-    ref = alexnet_v2().train()
-    x = torch.randn(args.batch_size, 3, 224, 224)
-    y = torch.randint(0, 1000, (args.batch_size,))
-
-    def ref_step():
-        ref.zero_grad(set_to_none=True)
-        F.cross_entropy(ref(x), y).backward()
-
+    ref_step = make_step(args.batch_size)
     for _ in range(2):
         adapter.step(model)
         ref_step()
