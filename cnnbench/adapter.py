@@ -66,6 +66,18 @@ class Capabilities:
     unsupported: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class VerifyOutput:
+    """What one forward and backward on given weights and data produced, as float64 NumPy arrays in
+    the canonical layout (see :meth:`FrameworkAdapter.verify`)."""
+
+    loss: float
+    #: [batch, classes]: the input of the softmax loss.
+    logits: Any
+    #: layer name -> {"weight": ..., "bias": ...} for every layer with parameters.
+    grads: dict[str, dict[str, Any]]
+
+
 class FrameworkAdapter(ABC):
     """Base class of every framework adapter. Subclasses set ``name`` and implement the methods."""
 
@@ -125,6 +137,26 @@ class FrameworkAdapter(ABC):
 
         # ru_maxrss is in KiB on Linux.
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process peak RSS"
+
+    def verify(
+        self,
+        spec: NetworkSpec,
+        config: RunConfig,
+        weights: dict[str, dict[str, Any]],
+        data: Any,
+        labels: Any,
+    ) -> VerifyOutput:
+        """Load ``weights``, run one forward and backward on ``data`` and ``labels``, return the outputs.
+
+        Canonical layout, the same for every adapter (converting is the adapter's job): convolution
+        weights ``[out, in / groups, kh, kw]``, fully connected weights ``[out, in]`` with a 3-D input
+        flattened in C, H, W order, biases ``[out]``; ``data`` is ``[batch, C, H, W]``, ``labels`` are
+        integer classes ``[batch]``; all arrays arrive as float64 / int64 NumPy arrays. The loss is the
+        mean softmax cross-entropy over the batch; dropout layers pass their input through unchanged.
+        Computation happens at ``config.precision`` on ``config.device``; the results come back as
+        float64 NumPy arrays.
+        """
+        raise Unsupported(f"the {self.name} adapter does not implement verify")
 
     def inventory(self, config: RunConfig) -> dict[str, Any]:
         """Framework-side provenance: versions of the framework and its libraries, the device's name."""

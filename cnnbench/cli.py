@@ -75,6 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="frameworks (available?, version, why not), plugin errors, networks")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser(
+        "networks",
+        help="the networks; NAME: its per-layer table; import FILE.prototxt: convert a Caffe definition",
+        description="cnnbench networks                       list the networks\n"
+        "cnnbench networks NAME|FILE             per-layer table: output shape, parameters, forward FLOPs\n"
+        "cnnbench networks import FILE.prototxt  write a Caffe definition out in cnnbench's spec format",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="a network name, spec file or .prototxt, or 'import'")
+    p.add_argument("file", nargs="?", metavar="FILE", help="with 'import': the .prototxt to convert")
+    p.add_argument("-o", "--output", metavar="PATH", help="with 'import': write the spec here instead of stdout")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = sub.add_parser("run", help="one run: one framework, one network, one value per axis")
     p.add_argument("--framework", metavar="F", required=True, help="framework name (see cnnbench list)")
     p.add_argument("--network", metavar="N", default=DEFAULT_NETWORK, help=f"network name or spec file (default {DEFAULT_NETWORK})")
@@ -255,9 +268,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("cnnbench: error: a command is required; valid choices: list, run, compare")
+            raise UsageError("cnnbench: error: a command is required; valid choices: list, networks, run, compare")
         if args.command == "list":
             return cmd_list(args)
+        if args.command == "networks":
+            from cnnbench.netcmd import cmd_networks
+
+            return cmd_networks(args)
         return cmd_grid(args, single=args.command == "run")
     except BrokenPipeError:
         # The reader went away (``cnnbench compare | head``): not an error worth a traceback.

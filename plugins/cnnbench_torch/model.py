@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from cnnbench.adapter import Unsupported
@@ -49,7 +50,20 @@ def _layer_module(layer: Layer, inplace_ok: bool) -> nn.Module:
         return nn.Flatten()
     if layer.type == "dropout":
         return nn.Dropout(p["ratio"])
+    if layer.type == "lrn":
+        # Caffe's across-channel LRN: x / (k + alpha/n * sum of squares over n channels)^beta, the
+        # same convention (alpha divided by the window) as LocalResponseNorm.
+        return nn.LocalResponseNorm(p["local_size"], alpha=p["alpha"], beta=p["beta"], k=p["k"])
+    if layer.type == "concat":
+        return Concat()
     raise Unsupported(f"the torch adapter cannot build layer '{layer.name}' of type '{layer.type}'")
+
+
+class Concat(nn.Module):
+    """Concatenation along channels (Caffe's default concat axis)."""
+
+    def forward(self, *blobs):
+        return torch.cat(blobs, dim=1)
 
 
 class SpecGraph(nn.Module):
