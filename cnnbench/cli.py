@@ -93,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network", metavar="N", default=DEFAULT_NETWORK, help=f"network name or spec file (default {DEFAULT_NETWORK})")
     _add_axes(p, single=True)
 
+    p = sub.add_parser("verify", help="same weights, same input: same loss, logits and gradients in every framework?")
+    p.add_argument("--frameworks", metavar="F1,F2", help="frameworks (default: every available one)")
+    p.add_argument("--network", metavar="N", default="lenet", help="network name or spec file (default lenet)")
+    p.add_argument("--batch-size", metavar="B", default="2", help="images (default 2)")
+    p.add_argument("--device", metavar="D", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--precision", metavar="P", default="fp32", help=f"{', '.join(PRECISIONS)} (default fp32)")
+    p.add_argument("--seed", metavar="S", default="0", help="seed of the weights and data (default 0)")
+    p.add_argument("--timeout", metavar="S", default="1800", help="seconds per framework (default 1800)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = sub.add_parser("compare", help="the grid: every axis flag takes a comma list")
     p.add_argument("--frameworks", metavar="F1,F2", help="frameworks (default: every available one)")
     p.add_argument("--networks", "--network", dest="networks", metavar="N1,N2", default=DEFAULT_NETWORK,
@@ -126,18 +136,11 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
     from cnnbench.networks import resolve_network
     from cnnbench.runner import Cell
 
-    adapters = host.adapters()
     if single:
         frameworks = [args.framework]
-    elif args.frameworks is None:
-        frameworks = [name for name in adapters if host.availability(name).available]
-        if not frameworks:
-            hints = "; ".join(f"{n}: {c.install_hint}" for n, c in adapters.items()) or "no adapter plugins found"
-            raise UsageError(f"no framework is available here; install one ({hints})")
+        host.adapter(args.framework)
     else:
-        frameworks = _values(args, "frameworks", "--frameworks", single)
-    for name in frameworks:
-        host.adapter(name)  # unknown names: a usage error naming the valid choices
+        frameworks = _frameworks(host, args.frameworks)
     networks = [resolve_network(n) for n in _values(args, "network" if single else "networks", "--network" if single else "--networks", single)]
     batches = _values(args, "batch_size", "--batch-size", single)
     batch_sizes = positive_ints("--batch-size", batches) if batches else [None]
@@ -210,6 +213,50 @@ def cmd_grid(args: argparse.Namespace, single: bool) -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
+def _frameworks(host, text: str | None) -> list[str]:
+    """The frameworks a command runs: the named ones (checked), or every available one."""
+    adapters = host.adapters()
+    if text is None:
+        names = [name for name in adapters if host.availability(name).available]
+        if not names:
+            hints = "; ".join(f"{n}: {c.install_hint}" for n, c in adapters.items()) or "no adapter plugins found"
+            raise UsageError(f"no framework is available here; install one ({hints})")
+        return names
+    names = split_list("--frameworks", text)
+    for name in names:
+        host.adapter(name)  # unknown names: a usage error naming the valid choices
+    return names
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from cnnbench.networks import resolve_network
+    from cnnbench.plugins import get_host
+    from cnnbench.verify import verify, verify_table
+
+    host = get_host()
+    frameworks = _frameworks(host, args.frameworks)
+    spec = resolve_network(args.network)
+    batch = positive_int("--batch-size", args.batch_size)
+    device = check_device(args.device)
+    precision = check_choice("precision", args.precision, PRECISIONS)
+    seed = positive_int("--seed", args.seed, allow_zero=True)
+    timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
+    outcomes, tensors = verify(frameworks, spec, host, batch_size=batch, device=device, precision=precision,
+                               timeout=timeout, seed=seed)
+    if args.json:
+        print(json.dumps({
+            "network": spec.name, "batch_size": batch, "device": device, "precision": precision, "seed": seed,
+            "reference": "caffe (float64)",
+            "results": [o.as_dict() for o in outcomes],
+        }, indent=2, default=str))
+    else:
+        print(f"verify {spec.name}, batch {batch}, {device}, {precision}, seed {seed}")
+        print(verify_table(outcomes, tensors, precision))
+    return 1 if any(o.status not in ("ok", "unsupported", "unavailable") for o in outcomes) else 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     import json
 
@@ -268,9 +315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("cnnbench: error: a command is required; valid choices: list, networks, run, compare")
+            raise UsageError(
+                "cnnbench: error: a command is required; valid choices: list, networks, run, compare, verify"
+            )
         if args.command == "list":
             return cmd_list(args)
+        if args.command == "verify":
+            return cmd_verify(args)
         if args.command == "networks":
             from cnnbench.netcmd import cmd_networks
 

@@ -130,23 +130,45 @@ def _pump(stream, sink: Callable[[str | None], None]) -> None:
         sink(None)  # the reader never leaves the host waiting, whatever happened to it
 
 
-def run_cell(
-    cell: Cell,
-    measurement: Measurement,
+@dataclass
+class WorkerOutcome:
+    """How one worker process ended: its final event (if any) and what else the host saw."""
+
+    final: dict[str, Any] | None
+    hello: dict[str, Any]
+    returncode: int
+    timed_out: bool
+    timeout: float | None
+    stderr_tail: list[str]
+    started: float
+
+    def failure(self) -> tuple[str, str] | None:
+        """(status, reason) when the worker ended without a final event; None when it sent one."""
+        if self.final is not None:
+            return None
+        if self.timed_out:
+            return "timeout", f"no result within --timeout {self.timeout:g} s; the worker was stopped"
+        if self.returncode < 0:
+            signum = -self.returncode
+            name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)
+            hint = " (the kernel's out-of-memory killer sends SIGKILL too)" if name == "SIGKILL" else ""
+            return "error", f"worker killed by {name}{hint}"
+        last = next((line.strip() for line in reversed(self.stderr_tail) if line.strip()), "")
+        detail = f": {last}" if last else ""
+        return "error", f"worker exited with code {self.returncode} without a result{detail}"
+
+
+def run_worker(
+    job: dict[str, Any],
+    config: RunConfig,
     *,
     timeout: float | None = None,
     python: str | None = None,
     adapter_module: str = "",
     on_event: EventHandler | None = None,
-) -> Result:
-    """Run one cell in a fresh worker process and return its Result, whatever the worker does."""
-    config = cell.config
-    job = {
-        "protocol": PROTOCOL_VERSION,
-        "config": config.to_dict(),
-        "measurement": asdict(measurement),
-        "spec": {"data": cell.spec.data, "source": cell.spec.source},
-    }
+) -> WorkerOutcome:
+    """Run one job in a fresh worker process; return how it ended, whatever the worker does."""
+    job = {"protocol": PROTOCOL_VERSION, **job}
     started = time.monotonic()
     proc = subprocess.Popen(
         [python or sys.executable, "-m", "cnnbench.worker"],
@@ -218,43 +240,49 @@ def run_cell(
         _kill_group(proc)
         raise
     err_thread.join(timeout=5)
-    return _to_result(cell, final, hello, proc.returncode, timed_out, timeout, list(stderr_tail), started)
+    return WorkerOutcome(final, hello, proc.returncode, timed_out, timeout, list(stderr_tail), started)
 
 
-def _to_result(
+def run_cell(
     cell: Cell,
-    final: dict[str, Any] | None,
-    hello: dict[str, Any],
-    returncode: int,
-    timed_out: bool,
-    timeout: float | None,
-    stderr_tail: list[str],
-    started: float,
+    measurement: Measurement,
+    *,
+    timeout: float | None = None,
+    python: str | None = None,
+    adapter_module: str = "",
+    on_event: EventHandler | None = None,
 ) -> Result:
+    """Time one cell in a fresh worker process and return its Result, whatever the worker does."""
+    job = {
+        "mode": "bench",
+        "config": cell.config.to_dict(),
+        "measurement": asdict(measurement),
+        "spec": {"data": cell.spec.data, "source": cell.spec.source},
+    }
+    outcome = run_worker(
+        job, cell.config, timeout=timeout, python=python, adapter_module=adapter_module, on_event=on_event
+    )
+    return _to_result(cell, outcome)
+
+
+def _to_result(cell: Cell, outcome: WorkerOutcome) -> Result:
     config = cell.config
-    last_err = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
-    if final is not None:
+    final, hello, stderr_tail = outcome.final, outcome.hello, outcome.stderr_tail
+    failure = outcome.failure()
+    if failure is not None:
+        result = new_result(config, *failure)
+    else:
         kind = final["event"]
-        status = FINAL_EVENTS[kind]
         reason = final.get("reason") or final.get("message")
         if kind == "error":
             reason = f"{final.get('type')}: {final.get('message')}"
-        result = new_result(config, status, reason)
-    elif timed_out:
-        result = new_result(config, "timeout", f"no result within --timeout {timeout:g} s; the worker was stopped")
-    elif returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-        hint = " (the kernel's out-of-memory killer sends SIGKILL too)" if name == "SIGKILL" else ""
-        result = new_result(config, "error", f"worker killed by {name}{hint}")
-    else:
-        detail = f": {last_err}" if last_err else ""
-        result = new_result(config, "error", f"worker exited with code {returncode} without a result{detail}")
+        result = new_result(config, FINAL_EVENTS[kind], reason)
     if final is not None and final["event"] == "result":
         result.fill_timing(final["windows"], cell.spec.training_flops)
         result.peak_memory_bytes = final.get("peak_memory_bytes")
         result.peak_memory_kind = final.get("peak_memory_kind")
         result.timings = final.get("timings", {})
-    result.timings["wall_s"] = time.monotonic() - started
+    result.timings["wall_s"] = time.monotonic() - outcome.started
     result.provenance = {
         "host": host_inventory(),
         "worker": {

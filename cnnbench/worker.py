@@ -2,7 +2,9 @@
 
 Protocol (version 1). The host writes one JSON object to the worker's stdin and closes it:
 
-    {"protocol": 1, "config": {RunConfig}, "measurement": {Measurement}, "spec": {"data": {...}, "source": "..."}}
+    {"protocol": 1, "mode": "bench", "config": {RunConfig}, "measurement": {Measurement},
+     "spec": {"data": {...}, "source": "..."}}
+    {"protocol": 1, "mode": "verify", "config": ..., "spec": ..., "arrays": "in.npz", "output": "out.npz"}
 
 The worker writes JSON lines to its stdout, one event each, flushed as they happen. Every event has
 ``event`` and ``t`` (``time.monotonic()``, i.e. CLOCK_MONOTONIC, which the host's meters share):
@@ -12,6 +14,7 @@ The worker writes JSON lines to its stdout, one event each, flushed as they happ
     warmup      index, seconds                       (one per warm-up iteration, excluded from results)
     window      index, start, end, iterations        (a timed window; start/end are CLOCK_MONOTONIC)
     result      the measurement: per-window times, peak memory, threads, inventory
+    verified    output (the .npz with loss, logits and gradients), inventory   (mode "verify")
     unsupported reason                               (the adapter cannot run this configuration)
     unavailable reason                               (the framework cannot be imported by this interpreter)
     oom         message
@@ -38,6 +41,7 @@ PROTOCOL_VERSION = 1
 #: Events that end a job, and the row status each one becomes.
 FINAL_EVENTS = {
     "result": "ok",
+    "verified": "ok",
     "unsupported": "unsupported",
     "unavailable": "unavailable",
     "oom": "oom",
@@ -113,15 +117,16 @@ def measure(
 
 def run_job(job: dict[str, Any], channel: Channel) -> None:
     from cnnbench.adapter import OutOfMemory, Unsupported
-    from cnnbench.config import Measurement, RunConfig
+    from cnnbench.config import RunConfig
     from cnnbench.plugins import get_host
-    from cnnbench.spec import parse_spec
 
     emit = channel.emit
     if job.get("protocol") != PROTOCOL_VERSION:
         raise ValueError(f"worker speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol')!r}")
+    mode = job.get("mode", "bench")
+    if mode not in MODES:
+        raise ValueError(f"unknown job mode {mode!r}; valid choices: {', '.join(MODES)}")
     config = RunConfig.from_dict(job["config"])
-    measurement = Measurement(**job["measurement"])
     host = get_host()
     cls = host.adapter(config.framework)
     availability = host.availability(config.framework)
@@ -136,34 +141,44 @@ def run_job(job: dict[str, Any], channel: Channel) -> None:
         emit("unavailable", reason=f"{availability.reason} (in {sys.executable})")
         return
     try:
-        t0 = time.monotonic()
-        emit("phase", phase="prepare")
-        adapter = cls()
-        adapter.prepare(config)
-        spec = parse_spec(job["spec"]["data"], job["spec"].get("source", "<job>"))
-        t1 = time.monotonic()
-        emit("phase", phase="build")
-        model = adapter.build(spec, config)
-        t2 = time.monotonic()
-        emit("phase", phase="warmup")
-        windows = measure(
-            lambda: adapter.step(model),
-            lambda: adapter.synchronize(model),
-            measurement.warmup,
-            measurement.min_time,
-            measurement.repeats,
-            measurement.iterations,
-            emit,
-        )
-        t3 = time.monotonic()
+        MODES[mode](cls(), config, job, emit)
     except Unsupported as exc:
         emit("unsupported", reason=exc.reason)
-        return
     except (OutOfMemory, MemoryError) as exc:
         emit("oom", message=str(exc) or type(exc).__name__)
-        return
+
+
+def _spec(job: dict[str, Any]):
+    from cnnbench.spec import parse_spec
+
+    return parse_spec(job["spec"]["data"], job["spec"].get("source", "<job>"))
+
+
+def _bench(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> None:
+    """Time the training step: warm-up, then windows (see :func:`measure`)."""
+    from cnnbench.config import Measurement
+
+    measurement = Measurement(**job["measurement"])
+    t0 = time.monotonic()
+    emit("phase", phase="prepare")
+    adapter.prepare(config)
+    spec = _spec(job)
+    t1 = time.monotonic()
+    emit("phase", phase="build")
+    model = adapter.build(spec, config)
+    t2 = time.monotonic()
+    emit("phase", phase="warmup")
+    windows = measure(
+        lambda: adapter.step(model),
+        lambda: adapter.synchronize(model),
+        measurement.warmup,
+        measurement.min_time,
+        measurement.repeats,
+        measurement.iterations,
+        emit,
+    )
+    t3 = time.monotonic()
     peak, peak_kind = adapter.peak_memory(model)
-    timings = {"prepare_s": t1 - t0, "build_s": t2 - t1, "measure_s": t3 - t2}
     emit(
         "result",
         windows=windows,
@@ -171,8 +186,35 @@ def run_job(job: dict[str, Any], channel: Channel) -> None:
         peak_memory_kind=peak_kind,
         threads=adapter.actual_threads(config),
         inventory={"worker_python": platform.python_version(), **adapter.inventory(config)},
-        timings=timings,
+        timings={"prepare_s": t1 - t0, "build_s": t2 - t1, "measure_s": t3 - t2},
     )
+
+
+def _verify(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> None:
+    """One forward and backward on given weights and data (arrays in an .npz file, too big for JSON);
+    the loss, logits and gradients go to another .npz file."""
+    import numpy as np
+
+    emit("phase", phase="prepare")
+    adapter.prepare(config)
+    spec = _spec(job)
+    with np.load(job["arrays"]) as arrays:
+        data, labels = arrays["data"], arrays["labels"]
+        weights: dict[str, dict[str, Any]] = {}
+        for key in arrays.files:
+            if "/" in key:
+                layer, _, kind = key.rpartition("/")
+                weights.setdefault(layer, {})[kind] = arrays[key]
+    emit("phase", phase="verify")
+    out = adapter.verify(spec, config, weights, data, labels)
+    grads = {f"{layer}/{kind}": np.asarray(array, dtype=np.float64)
+             for layer, kinds in out.grads.items() for kind, array in kinds.items()}
+    np.savez(job["output"], loss=np.float64(out.loss), logits=np.asarray(out.logits, dtype=np.float64), **grads)
+    emit("verified", output=job["output"], inventory=adapter.inventory(config))
+
+
+#: Job modes: what the worker does with the adapter.
+MODES = {"bench": _bench, "verify": _verify}
 
 
 def _die_with_parent() -> None:

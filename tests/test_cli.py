@@ -157,7 +157,7 @@ BAD_INPUT = [
     (["run", "--network", "lenet"], "the following arguments are required: --framework"),
     (["compare", "--frameworks", "torch", "--bogus"], "unrecognized arguments: --bogus"),
     (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
-    ([], "a command is required; valid choices: list, run, compare"),
+    ([], "a command is required; valid choices: list, networks, run, compare, verify"),
     (["compare", "--frameworks", "torch", "--batch-size", "8,08"], "--batch-size lists 8 twice"),
     (["compare", "--frameworks", "torch", "--timeout", "1e10"], "--timeout must be a positive number up to 604800"),
     (["compare", "--frameworks", "torch", "--min-time", "1e300"], "--min-time must be a positive number up to 3600"),

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cnnbench.adapter import Capabilities, FrameworkAdapter, OutOfMemory, Unsupported
+from cnnbench.adapter import Capabilities, FrameworkAdapter, OutOfMemory, Unsupported, VerifyOutput
 
 
 @dataclass
@@ -147,6 +147,43 @@ class TorchAdapter(FrameworkAdapter):
         except Exception as exc:
             _raise_if_oom(exc)
             raise
+
+    def verify(self, spec, config, weights, data, labels) -> VerifyOutput:
+        import torch
+        import torch.nn.functional as F
+
+        from cnnbench_torch.model import parameter_modules
+
+        model = self.build(spec, config)
+        module = model.module
+        for sub in module.modules():
+            if isinstance(sub, torch.nn.Dropout):
+                sub.eval()  # the contract: dropout passes its input through
+        layers = parameter_modules(module, spec)
+        with torch.no_grad():
+            for name, layer in layers.items():
+                # The canonical layout is PyTorch's own: [out, in/groups, kh, kw] and [out, in] with C,H,W
+                # flattening, so the weights copy as they are.
+                layer.weight.copy_(torch.from_numpy(weights[name]["weight"]))
+                if layer.bias is not None:
+                    layer.bias.copy_(torch.from_numpy(weights[name]["bias"]))
+        x = torch.from_numpy(data).to(model.device, torch.float32)
+        y = torch.from_numpy(labels).to(model.device)
+        module.zero_grad(set_to_none=True)
+        with model.autocast():
+            logits = module(x)
+            loss = F.cross_entropy(logits, y)
+        loss.backward()
+
+        def numpy(tensor):
+            return tensor.detach().to("cpu", torch.float64).numpy()
+
+        grads = {}
+        for name, layer in layers.items():
+            grads[name] = {"weight": numpy(layer.weight.grad)}
+            if layer.bias is not None:
+                grads[name]["bias"] = numpy(layer.bias.grad)
+        return VerifyOutput(float(loss), numpy(logits), grads)
 
     def synchronize(self, model: TorchModel) -> None:
         if model.device.type == "cuda":

@@ -82,6 +82,17 @@ class SpecGraph(nn.Module):
         return blobs[self.output]
 
 
+def parameter_modules(module: nn.Module, spec: NetworkSpec) -> dict[str, nn.Module]:
+    """Layer name -> the Conv2d or Linear holding that layer's parameters, in a built module."""
+    blocks = list(module.blocks if isinstance(module, SpecGraph) else module)
+    layers = [layer for layer in spec.layers if layer.type != "softmax_loss"]
+    found = {}
+    for layer, block in zip(layers, blocks):
+        if layer.param_count:
+            found[layer.name] = block[-1] if isinstance(block, nn.Sequential) else block
+    return found
+
+
 def build_module(spec: NetworkSpec, graph: bool = False) -> nn.Module:
     """A chain becomes ``nn.Sequential`` (no per-layer Python bookkeeping), anything else (or
     ``graph=True``) a :class:`SpecGraph`."""
