@@ -151,7 +151,7 @@ BAD_INPUT = [
     (["compare", "--frameworks", "torch", "--warmup", "x"], "--warmup must be a whole number >= 0"),
     (["compare", "--frameworks", "torch", "--timeout", "0"], "--timeout must be a positive number"),
     (["compare", "--frameworks", "torch", "--meters", "rapl"], "unknown meter 'rapl'; valid choices: auto, none"),
-    (["compare", "--frameworks", "torch", "--network", "nosuch"], "unknown network 'nosuch'; valid choices: alexnet, lenet"),
+    (["compare", "--frameworks", "torch", "--network", "nosuch"], "unknown network 'nosuch'; valid choices: alexnet, "),
     (["compare", "--frameworks", "torch", "--network", "missing/net.toml"], "missing/net.toml"),
     (["run", "--framework", "torch", "--batch-size", "8,16"], "takes one value with 'run'"),
     (["run", "--network", "lenet"], "the following arguments are required: --framework"),
