@@ -1,4 +1,5 @@
-"""Built-in networks, found by name, and resolving what a user typed (a name or a spec file's path)."""
+"""Built-in networks, found by name, and resolving what a user typed (a name, or the path of a TOML spec
+or of a Caffe ``.prototxt``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ class UnknownNetwork(SpecError):
 
     def __init__(self, name: str, choices: list[str]):
         super().__init__(f"unknown network '{name}'; valid choices: {', '.join(choices)} "
-                         f"(or a path to a .toml spec file)")
+                         f"(or a path to a .toml spec or a Caffe .prototxt file)")
         self.name = name
         self.choices = choices
 
@@ -41,12 +42,21 @@ def is_path(name_or_path: str | os.PathLike) -> bool:
     if isinstance(name_or_path, os.PathLike):
         return True
     separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
-    return any(sep in name_or_path for sep in separators) or name_or_path.endswith(".toml")
+    return any(sep in name_or_path for sep in separators) or name_or_path.endswith((".toml", ".prototxt"))
+
+
+def load_network_file(path: str | os.PathLike) -> NetworkSpec:
+    """A spec file: a Caffe definition if its name ends in .prototxt, else a TOML spec."""
+    if os.fspath(path).endswith(".prototxt"):
+        from cnnbench.prototxt import load_prototxt
+
+        return load_prototxt(path)
+    return load_spec(path)
 
 
 def resolve_network(name_or_path: str | os.PathLike,
                     extra: Mapping[str, str | os.PathLike] | None = None) -> NetworkSpec:
-    """Load a built-in network by name, or a spec file by path.
+    """Load a built-in network by name, or a spec file (.toml, or Caffe's .prototxt) by path.
 
     ``extra`` maps more names to spec files (those plugins register); a built-in name wins a clash,
     so a plugin cannot silently change what ``lenet`` means.
@@ -56,8 +66,8 @@ def resolve_network(name_or_path: str | os.PathLike,
         if not path.is_file():
             why = "is not a file" if path.exists() else "no such file"
             raise SpecError(f"{os.fspath(path)}: cannot read: {why}")
-        return load_spec(path)
+        return load_network_file(path)
     choices: dict[str, str | os.PathLike] = {**(extra or {}), **builtin_networks()}
     if name_or_path not in choices:
         raise UnknownNetwork(name_or_path, sorted(choices))
-    return load_spec(choices[name_or_path])
+    return load_network_file(choices[name_or_path])

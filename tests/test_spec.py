@@ -7,6 +7,7 @@ cnnbench.spec, and never read from the shared reference folder.
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 
 import pytest
@@ -31,6 +32,7 @@ def error_of(text: str, source: str = "<string>") -> str:
         loads_spec(text, source)
     message = str(info.value)
     assert message.startswith(f"{source}: "), message
+    assert "\n" not in message, message  # one line
     return message
 
 
@@ -41,7 +43,7 @@ FC_LOSS = ('name = "fc", type = "fc", outputs = 10', 'name = "loss", type = "sof
 
 
 def test_builtins_are_found_by_name():
-    assert list(builtin_networks()) == ["alexnet", "lenet"]
+    assert list(builtin_networks()) == ["alexnet", "googlenet", "lenet", "overfeat", "vgg_a"]
     assert builtin_dir().is_dir()
     for name, path in builtin_networks().items():
         assert path.parent == builtin_dir()
@@ -113,6 +115,102 @@ def test_alexnet():
     assert spec.logits == "fc8"
 
 
+def conv_costs(convs):
+    """Parameters and multiply-adds of convolutions given as (in, out, kernel, output side), with bias."""
+    return (sum(o * i * k * k + o for i, o, k, _ in convs),
+            [o * s * s * i * k * k for i, o, k, s in convs])
+
+
+def fc_costs(fcs):
+    return sum(i * o + o for i, o in fcs), [i * o for i, o in fcs]
+
+
+def test_overfeat():
+    spec = resolve_network("overfeat")
+    assert (spec.input_shape, spec.default_batch_size) == ((3, 231, 231), 128)
+    shapes = {l.name: l.output_shape for l in spec.layers}
+    # (231 - 11) / 4 + 1 = 56 -> 28 -> (28 - 5) + 1 = 24 -> 12 -> 12 -> 12 -> 12 -> 6
+    assert [shapes[n] for n in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")] == [
+        (96, 56, 56), (96, 28, 28), (256, 24, 24), (256, 12, 12), (512, 12, 12), (1024, 12, 12), (1024, 12, 12),
+        (1024, 6, 6)]
+    # As the prototxt: no ReLU after fc6 and fc7, no dropout.
+    assert [l.type for l in spec.layers].count("relu") == 5
+    assert spec.layer("fc7").inputs == ("fc6",) and spec.layer("fc8").inputs == ("fc7",)
+    conv_params, conv_macs = conv_costs([(3, 96, 11, 56), (96, 256, 5, 24), (256, 512, 3, 12), (512, 1024, 3, 12),
+                                         (1024, 1024, 3, 12)])
+    fc_params, fc_macs = fc_costs([(1024 * 6 * 6, 3072), (3072, 4096), (4096, 1000)])
+    assert spec.param_count == conv_params + fc_params == 145_920_872
+    assert spec.forward_flops == 2 * (sum(conv_macs) + sum(fc_macs)) == 5_602_807_808
+    assert spec.backward_flops == 4 * (sum(conv_macs) + sum(fc_macs)) - 2 * conv_macs[0]
+    assert spec.num_classes == 1000
+
+
+def test_vgg_a():
+    spec = resolve_network("vgg_a")
+    assert (spec.input_shape, spec.default_batch_size) == ((3, 224, 224), 64)
+    convs = [(3, 64, 3, 224), (64, 128, 3, 112), (128, 256, 3, 56), (256, 256, 3, 56), (256, 512, 3, 28),
+             (512, 512, 3, 28), (512, 512, 3, 14), (512, 512, 3, 14)]
+    assert [l.output_shape for l in spec.layers if l.type == "conv"] == [(o, s, s) for _, o, _, s in convs]
+    assert [l.output_shape for l in spec.layers if l.type == "pool"] == [
+        (64, 112, 112), (128, 56, 56), (256, 28, 28), (512, 14, 14), (512, 7, 7)]
+    assert [l.type for l in spec.layers].count("relu") == 8
+    conv_params, conv_macs = conv_costs(convs)
+    fc_params, fc_macs = fc_costs([(512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)])
+    assert spec.param_count == conv_params + fc_params == 132_863_336
+    assert spec.forward_flops == 2 * (sum(conv_macs) + sum(fc_macs)) == 15_218_180_096
+
+
+# name, input side, then the output channels of 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection.
+INCEPTION = [
+    ("inception_3a", 28, 64, 96, 128, 16, 32, 32),
+    ("inception_3b", 28, 128, 128, 192, 32, 96, 64),
+    ("inception_4a", 14, 192, 96, 208, 16, 48, 64),
+    ("inception_4b", 14, 160, 112, 224, 24, 64, 64),
+    ("inception_4c", 14, 128, 128, 256, 24, 64, 64),
+    ("inception_4d", 14, 112, 144, 288, 32, 64, 64),
+    ("inception_4e", 14, 256, 160, 320, 32, 128, 128),
+    ("inception_5a", 7, 256, 160, 320, 32, 128, 128),
+    ("inception_5b", 7, 384, 192, 384, 48, 128, 128),
+]
+
+
+def test_googlenet():
+    spec = resolve_network("googlenet")
+    assert (spec.input_shape, spec.default_batch_size) == ((3, 224, 224), 128)
+    # conv1: (224 + 6 - 7) // 2 + 1 = 112; Caffe's ceil pools: 112 -> 56, 56 -> 28, 28 -> 14, 14 -> 7.
+    stem = [(3, 64, 7, 112), (64, 64, 1, 56), (64, 192, 3, 56)]
+    convs, channels = list(stem), 192
+    for name, side, c1, c3r, c3, c5r, c5, proj in INCEPTION:
+        convs += [(channels, c1, 1, side), (channels, c3r, 1, side), (c3r, c3, 3, side), (channels, c5r, 1, side),
+                  (c5r, c5, 5, side), (channels, proj, 1, side)]
+        channels = c1 + c3 + c5 + proj
+        module = spec.layer(name)
+        assert (module.type, module.output_shape, module.block) == ("concat", (channels, side, side), name)
+        assert module.inputs == tuple(f"{name}__relu_{b}" for b in ("1x1", "3x3", "5x5", "pool_proj"))
+        assert spec.layer(f"{name}__3x3").params["pad"] == (1, 1)
+        assert spec.layer(f"{name}__pool").params == {
+            "mode": "max", "kernel": (3, 3), "stride": (1, 1), "pad": (1, 1), "round": "ceil"}
+    assert channels == 1024
+    assert [l.output_shape for l in spec.layers if l.type == "conv"] == [(o, s, s) for _, o, _, s in convs]
+    assert spec.layer("pool5").params == {"mode": "avg", "kernel": (7, 7), "stride": (1, 1), "pad": (0, 0),
+                                          "round": "ceil"}
+    assert spec.layer("pool5").output_shape == (1024, 1, 1)
+    # As the prototxt: its LRN layers are commented out, no dropout, no auxiliary classifiers; a ReLU
+    # follows fc6, and the loss reads it.
+    assert {"lrn", "dropout"}.isdisjoint(l.type for l in spec.layers)
+    assert spec.logits == "relu_fc6" and spec.layer("relu_fc6").inputs == ("fc6",)
+    assert len(spec.layers) == 8 + 9 * 14 + 2 + 4
+    assert [l.type for l in spec.layers].count("relu") == 3 + 9 * 6 + 1
+    conv_params, conv_macs = conv_costs(convs)
+    fc_params, fc_macs = fc_costs([(1024, 1000)])
+    assert spec.param_count == conv_params + fc_params == 6_998_552
+    assert spec.forward_flops == 2 * (sum(conv_macs) + sum(fc_macs)) == 3_165_343_744
+    assert spec.backward_flops == 4 * (sum(conv_macs) + sum(fc_macs)) - 2 * conv_macs[0]
+    # Written once, instantiated nine times; the mapping keeps the block for the worker's re-parse.
+    assert list(spec.data["blocks"]) == ["inception"]
+    assert sum("block" in layer for layer in spec.data["layers"]) == 9
+
+
 # -- the format ---------------------------------------------------------------------------------------
 
 
@@ -168,7 +266,7 @@ def test_array_of_tables_form_equals_inline_form():
     assert loads_spec(tables).layer("c").output_shape == (2, 6, 8)
 
 
-@pytest.mark.parametrize("name", ["lenet", "alexnet"])
+@pytest.mark.parametrize("name", ["lenet", "alexnet", "overfeat", "vgg_a", "googlenet"])
 def test_data_round_trips_through_json(name):
     spec = resolve_network(name)
     again = parse_spec(json.loads(json.dumps(spec.data)))
@@ -269,7 +367,7 @@ def test_error_names_file_and_layer(tmp_path):
         load_spec(path)
     assert str(info.value) == (f"{path}: layer 'conv9': unknown type 'convolution'; valid types: "
                                f"{', '.join(LAYER_TYPES)}")
-    assert ", ".join(LAYER_TYPES) == "conv, dropout, fc, flatten, pool, relu, softmax_loss"
+    assert ", ".join(LAYER_TYPES) == "concat, conv, dropout, fc, flatten, lrn, pool, relu, softmax_loss"
 
 
 def test_unreadable_file(tmp_path):
@@ -326,7 +424,7 @@ LAYER_ERRORS = [
     (['name = "data", type = "relu"', *FC_LOSS], ["layer #1:", "'data' is reserved"]),
     (['name = "a.b", type = "relu"', *FC_LOSS], ["layer #1:", "'name' must be"]),
     (['name = "c"', *FC_LOSS], ["layer 'c': missing required key 'type'"]),
-    ([C, 'name = "c", type = "relu"', *FC_LOSS], ["layer 'c': duplicate layer name", "#1 and #2"]),
+    ([C, 'name = "c", type = "relu"', *FC_LOSS], ["layer 'c': duplicate layer name (layer #1 and layer #2)"]),
     (['name = "c", type = "conv", kernel = 3', *FC_LOSS],
      ["layer 'c': missing required parameter 'filters' for type 'conv'"]),
     (['name = "c", type = "conv", filters = 2', *FC_LOSS], ["layer 'c': missing required parameter 'kernel'"]),
@@ -399,6 +497,293 @@ def test_parse_spec_rejects_a_non_table():
         parse_spec([1, 2])  # type: ignore[arg-type]
 
 
+# -- concat, LRN and average pooling ------------------------------------------------------------------
+
+
+def test_concat_joins_channels():
+    spec = spec_of('name = "a", type = "conv", filters = 2, kernel = 3, pad = 1',
+                   'name = "b", type = "conv", input = "data", filters = 5, kernel = 1',
+                   'name = "p", type = "pool", input = "data", mode = "max", kernel = 3, stride = 1, pad = 1',
+                   'name = "k", type = "concat", inputs = ["a", "b", "p", "a"]', *FC_LOSS)
+    k = spec.layer("k")
+    assert k.inputs == ("a", "b", "p", "a")
+    assert k.input_shapes == ((2, 8, 8), (5, 8, 8), (3, 8, 8), (2, 8, 8))
+    assert k.output_shape == (12, 8, 8)
+    assert (k.params, k.param_count, k.forward_flops, k.backward_flops) == ({}, 0, 0, 0)
+    # The conv after a concat of a conv needs its input gradient.
+    assert spec.layer("fc").backward_flops == 2 * spec.layer("fc").forward_flops
+
+
+def test_concat_of_features_and_of_one_input():
+    spec = spec_of('name = "f", type = "flatten"', 'name = "g", type = "fc", input = "data", outputs = 6',
+                   'name = "k", type = "concat", inputs = ["f", "g"]', 'name = "one", type = "concat"', *FC_LOSS)
+    assert spec.layer("k").output_shape == (3 * 8 * 8 + 6,)
+    assert spec.layer("one").inputs == ("k",) and spec.layer("one").output_shape == (198,)
+
+
+def test_lrn_defaults_and_costs():
+    spec = spec_of('name = "n", type = "lrn"', 'name = "m", type = "lrn", local_size = 3, alpha = 1e-4, beta = 1, '
+                   'k = 2', *FC_LOSS)
+    assert spec.layer("n").params == {"local_size": 5, "alpha": 1.0, "beta": 0.75, "k": 1.0}
+    m = spec.layer("m")
+    assert m.params == {"local_size": 3, "alpha": 0.0001, "beta": 1.0, "k": 2.0}
+    assert all(isinstance(m.params[key], float) for key in ("alpha", "beta", "k"))
+    assert (m.output_shape, m.param_count, m.forward_flops, m.backward_flops) == ((3, 8, 8), 0, 0, 0)
+
+
+def caffe_pooled(size: int, kernel: int, stride: int, pad: int) -> int:
+    """Caffe's PoolingLayer::Reshape, transcribed: round up, then drop a last window that starts in the padding."""
+    pooled = math.ceil((size + 2 * pad - kernel) / stride) + 1
+    if pad and (pooled - 1) * stride >= size + pad:
+        pooled -= 1
+    return pooled
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool_ceil_follows_caffe_for_every_small_case(mode):
+    header = 'name = "t"\ninput = [1, 1, 1]\ndefault_batch_size = 1\n'
+    checked = 0
+    for size in range(1, 12):
+        for kernel in range(1, 6):
+            for stride in range(1, 4):
+                for pad in range(0, kernel):
+                    if size + 2 * pad < kernel:
+                        continue
+                    text = net(f'name = "p", type = "pool", mode = "{mode}", kernel = {kernel}, stride = {stride}, '
+                               f'pad = {pad}, round = "ceil"', *FC_LOSS,
+                               header=header.replace("[1, 1, 1]", f"[1, {size}, {size}]"))
+                    expected = caffe_pooled(size, kernel, stride, pad)
+                    assert loads_spec(text).layer("p").output_shape == (1, expected, expected)
+                    checked += 1
+    assert checked > 400
+
+
+def test_avg_pool_with_padding():
+    header = 'name = "t"\ninput = [4, 7, 7]\ndefault_batch_size = 1\n'
+    spec = spec_of('name = "p", type = "pool", mode = "avg", kernel = 3, stride = 2, pad = 1, round = "ceil"',
+                   *FC_LOSS, header=header)
+    assert spec.layer("p").output_shape == (4, 4, 4)
+    assert spec.layer("p").params == {"mode": "avg", "kernel": (3, 3), "stride": (2, 2), "pad": (1, 1),
+                                      "round": "ceil"}
+
+
+# -- reusable blocks ----------------------------------------------------------------------------------
+
+PAIR = """
+[blocks.pair]
+params = ["n", "k"]
+layers = [
+  {name = "a", type = "conv", filters = "$n", kernel = ["$k", "$k"], pad = 1},
+  {name = "relu_a", type = "relu"},
+  {name = "b", type = "conv", input = "input", filters = "$n", kernel = 1},
+  {name = "out", type = "concat", inputs = ["relu_a", "b"]},
+]
+"""
+PAIR_LAYERS = ('name = "p1", block = "pair", n = 2, k = 3', 'name = "p2", block = "pair", n = 4, k = 3', *FC_LOSS)
+
+
+def test_block_instances_expand_into_layers():
+    spec = loads_spec(net(*PAIR_LAYERS) + PAIR)
+    assert [(l.name, l.inputs, l.output_shape, l.block) for l in spec.layers] == [
+        ("p1__a", ("data",), (2, 8, 8), "p1"),
+        ("p1__relu_a", ("p1__a",), (2, 8, 8), "p1"),
+        ("p1__b", ("data",), (2, 8, 8), "p1"),
+        ("p1", ("p1__relu_a", "p1__b"), (4, 8, 8), "p1"),
+        ("p2__a", ("p1",), (4, 8, 8), "p2"),
+        ("p2__relu_a", ("p2__a",), (4, 8, 8), "p2"),
+        ("p2__b", ("p1",), (4, 8, 8), "p2"),
+        ("p2", ("p2__relu_a", "p2__b"), (8, 8, 8), "p2"),
+        ("fc", ("p2",), (10,), None),
+        ("loss", ("fc",), (), None),
+    ]
+    assert spec.layer("p2__a").params["kernel"] == (3, 3)
+    # The same network written out flat is the same spec (the block a layer came from is not compared).
+    flat = spec_of('name = "p1__a", type = "conv", filters = 2, kernel = 3, pad = 1',
+                   'name = "p1__relu_a", type = "relu"',
+                   'name = "p1__b", type = "conv", input = "data", filters = 2, kernel = 1',
+                   'name = "p1", type = "concat", inputs = ["p1__relu_a", "p1__b"]',
+                   'name = "p2__a", type = "conv", filters = 4, kernel = 3, pad = 1',
+                   'name = "p2__relu_a", type = "relu"',
+                   'name = "p2__b", type = "conv", input = "p1", filters = 4, kernel = 1',
+                   'name = "p2", type = "concat", inputs = ["p2__relu_a", "p2__b"]', *FC_LOSS)
+    assert flat == spec and hash(flat) == hash(spec)
+    assert all(l.block is None for l in flat.layers)
+    # The raw mapping, blocks included, survives the trip to a worker process.
+    assert spec.data["blocks"]["pair"]["params"] == ["n", "k"]
+    again = parse_spec(json.loads(json.dumps(spec.data)), "worker")
+    assert again == spec and [l.block for l in again.layers] == [l.block for l in spec.layers]
+
+
+def test_block_with_several_inputs_and_a_declared_output():
+    merge = """
+[blocks.merge]
+inputs = ["x", "y"]
+output = "cat"
+layers = [
+  {name = "cat", type = "concat", inputs = ["x", "y"]},
+  {name = "aux", type = "relu"},
+]
+"""
+    spec = loads_spec(net('name = "c1", type = "conv", filters = 2, kernel = 1',
+                          'name = "c2", type = "conv", input = "data", filters = 3, kernel = 1',
+                          'name = "m", block = "merge", inputs = ["c1", "c2"]',
+                          'name = "r", type = "relu"',  # reads the instance's output, not its last layer
+                          'name = "s", type = "concat", inputs = ["r", "m__aux"]', *FC_LOSS) + merge)
+    assert spec.layer("m").inputs == ("c1", "c2") and spec.layer("m").output_shape == (5, 8, 8)
+    assert spec.layer("m__aux").inputs == ("m",)
+    assert spec.layer("r").inputs == ("m",)
+    assert spec.layer("s").output_shape == (10, 8, 8)
+
+
+def test_an_instance_without_input_reads_the_previous_layer():
+    spec = loads_spec(net('name = "c", type = "conv", filters = 2, kernel = 1',
+                          'name = "p", block = "pair", n = 1, k = 3', *FC_LOSS) + PAIR)
+    assert spec.layer("p__a").inputs == ("c",) and spec.layer("p__b").inputs == ("c",)
+
+
+BLOCK_ERRORS = [
+    # (network layers, blocks TOML, fragments: the first is where the message points)
+    (['name = "x", block = "pari", n = 2, k = 3', *FC_LOSS], PAIR,
+     ["layer 'x': unknown block 'pari'; blocks: pair; did you mean 'pair'?"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], "",
+     ["layer 'x': unknown block 'pair'; blocks: none are defined"]),
+    (['name = "x", block = "pair", n = 2', *FC_LOSS], PAIR, ["layer 'x' (block 'pair'): missing parameter k"]),
+    (['name = "x", block = "pair", n = 2, k = 3, kk = 1', *FC_LOSS], PAIR,
+     ["layer 'x' (block 'pair'): unknown key 'kk' for block 'pair'; valid keys: name, block, input, inputs, n, k"]),
+    (['name = "x", block = "pair", n = 2, k = 3, input = "data", inputs = ["data"]', *FC_LOSS], PAIR,
+     ["layer 'x' (block 'pair'): give either 'input' or 'inputs'"]),
+    (['name = "x", block = "pair", n = 2, k = 3, inputs = ["data", "data"]', *FC_LOSS], PAIR,
+     ["layer 'x' (block 'pair'): block 'pair' takes 1 input (input), not 2"]),
+    (['name = "x", block = "pair", n = 2, k = 3, input = 7', *FC_LOSS], PAIR,
+     ["layer 'x' (block 'pair'): 'input' must be a layer name"]),
+    (['block = "pair", n = 2, k = 3', *FC_LOSS], PAIR, ["layer #1: missing required key 'name'"]),
+    (['name = "x/y", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR, ["layer #1: 'name' must be"]),
+    # An error inside an instance names the expanded layer, the block's layer and the instance.
+    (['name = "x", block = "pair", n = 0, k = 3', *FC_LOSS], PAIR,
+     ["layer 'x__a' (block 'pair' layer 'a', in 'x'): 'filters' must be a positive int, not 0"]),
+    (['name = "x", block = "pair", n = 2, k = 20', *FC_LOSS], PAIR,
+     ["layer 'x__a' (block 'pair' layer 'a', in 'x'): output size would be -9x-9"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace('type = "relu"', 'type = "rleu"'),
+     ["layer 'x__relu_a' (block 'pair' layer 'relu_a', in 'x'): unknown type 'rleu'", "did you mean 'relu'?"]),
+    (['name = "x", block = "pair", n = 2, k = 3, input = "x"', *FC_LOSS], PAIR,
+     ["layer 'x__a' (block 'pair' layer 'a', in 'x'): input 'x' is a later layer (a cycle"]),
+    (['name = "x", block = "pair", n = 2, k = 3, input = "nope"', *FC_LOSS], PAIR,
+     ["layer 'x__a' (block 'pair' layer 'a', in 'x'): input 'nope' names no earlier layer"]),
+    (['name = "x__a", type = "relu"', 'name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR,
+     ["layer 'x__a': duplicate layer name (layer #1 and layer #2 ('x', block 'pair' layer #1))"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace('input = "input"', 'input = "nope"'),
+     ["block 'pair' layer 'b': input 'nope' names neither an earlier layer of the block nor one of its inputs "
+      "(input)"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace('"relu_a", "b"', '"relu_a", "c"'),
+     ["block 'pair' layer 'out': input 'c' names neither"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS],
+     PAIR.replace('type = "relu"}', 'type = "relu", input = "b"}'), ["block 'pair' layer 'relu_a': input 'b'",
+                                                                   "(a later layer"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace('filters = "$n", kernel = 1',
+                                                                           'filters = "$m", kernel = 1'),
+     ["block 'pair' layer 'b': 'filters' refers to '$m', which is not a parameter of the block (its params: n, k)"]),
+    (['name = "x", block = "pair", n = 2, k = 3, z = 1', *FC_LOSS], PAIR.replace('["n", "k"]', '["n", "k", "z"]'),
+     ["block 'pair': parameter 'z' is used by no layer of the block"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace("params =", "parms ="),
+     ["block 'pair': unknown key 'parms'", "did you mean 'params'?"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace('"k"]', '"1k"]'),
+     ["block 'pair': 'params' must be a list of identifiers"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace('"k"]', '"k", "n"]'),
+     ["block 'pair': 'params' lists a name twice"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace('name = "relu_a"', 'name = "a"'),
+     ["block 'pair': layer #2: the name 'a' is already an earlier layer's name"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace('name = "relu_a"', 'name = "input"'),
+     ["block 'pair': layer #2: the name 'input' is already the block's input"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace('name = "relu_a"', 'name = "r/a"'),
+     ["block 'pair': layer #2: 'name' must be letters, digits, _ and -"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS],
+     PAIR.replace('{name = "relu_a", type = "relu"}', '{name = "relu_a", block = "pair"}'),
+     ["block 'pair' layer 'relu_a': a block cannot instantiate a block"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace("layers = [", 'output = "zz"\nlayers = ['),
+     ["block 'pair': 'output' must name one of the block's layers (a, relu_a, b, out), not 'zz'"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], "\n[blocks]\npair = 3\n",
+     ["block 'pair': a block must be a table, not 3"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], '\n[blocks.pair]\nparams = []\nlayers = []\n',
+     ["block 'pair': 'layers' must be a non-empty list of tables"]),
+    (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace("[blocks.pair]", '[blocks."a-b"]'),
+     ["block 'a-b': a block's name must be letters, digits and _"]),
+    (['type = "relu"', 'name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR,
+     ["layer #1: missing required key 'name'"]),
+    (['name = "data", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR,
+     ["layer #1 ('data', block 'pair' layer #4): the name 'data' is reserved"]),
+    ([FC_LOSS[0], 'name = "loss", type = "softmax_loss", block = 3'], "",
+     ["layer 'loss': unknown block 3; blocks: none are defined"]),
+]
+
+
+@pytest.mark.parametrize("layers,blocks,fragments", BLOCK_ERRORS)
+def test_block_errors(layers, blocks, fragments):
+    message = error_of(net(*layers) + blocks, source="nets/b.toml")
+    assert message.startswith(f"nets/b.toml: {fragments[0].split(': ')[0]}: "), message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_blocks_must_be_a_table():
+    message = error_of(HEADER + "blocks = 3\n" + "layers = [{}]\n")
+    assert message == "<string>: 'blocks' must be a table of [blocks.NAME] tables, not 3"
+
+
+# -- the bad specs that issue 3 lists, each one clear line naming the file, the layer and the problem --
+
+BAD_SPECS = {
+    "unknown layer type": ([C, 'name = "r", type = "reul"', *FC_LOSS],
+                           "layer 'r': unknown type 'reul'; valid types: concat, conv"),
+    "missing input": ([C, 'name = "r", type = "relu", input = "cc"', *FC_LOSS],
+                      "layer 'r': input 'cc' names no earlier layer; defined so far: data, c; did you mean 'c'?"),
+    "cycle": ([C, 'name = "a", type = "relu", input = "b"', 'name = "b", type = "relu", input = "a"', *FC_LOSS],
+              "layer 'a': input 'b' is a later layer (a cycle or forward reference)"),
+    "duplicate names": ([C, 'name = "c", type = "relu"', *FC_LOSS],
+                        "layer 'c': duplicate layer name (layer #1 and layer #2)"),
+    "concat of mismatched shapes": (
+        [C, 'name = "k", type = "concat", inputs = ["c", "data"]', *FC_LOSS],
+        "layer 'k': concat inputs must agree in height and width, but 'c' is (2, 6, 6) and 'data' is (3, 8, 8)"),
+    "concat of mismatched ranks": (
+        [C, 'name = "f", type = "flatten"', 'name = "k", type = "concat", inputs = ["f", "c"]', *FC_LOSS],
+        "layer 'k': concat inputs must agree in rank, but 'f' is (72,) and 'c' is (2, 6, 6)"),
+    "negative output size": (['name = "c", type = "conv", filters = 2, kernel = [3, 12], pad = 1', *FC_LOSS],
+                             "layer 'c': output size would be 8x-1, less than 1"),
+    "lrn even size": (['name = "n", type = "lrn", local_size = 4', *FC_LOSS],
+                      "layer 'n': 'local_size' must be odd (the window is centred on each channel), not 4"),
+    "lrn negative alpha": (['name = "n", type = "lrn", alpha = -1', *FC_LOSS],
+                           "layer 'n': 'alpha' must be a non-negative number, not -1"),
+    "lrn zero k": (['name = "n", type = "lrn", k = 0', *FC_LOSS], "layer 'n': 'k' must be a positive number, not 0"),
+    "lrn text beta": (['name = "n", type = "lrn", beta = "x"', *FC_LOSS], "layer 'n': 'beta' must be a non-negative"),
+    "lrn of features": (['name = "f", type = "flatten"', 'name = "n", type = "lrn"', *FC_LOSS],
+                        "layer 'n': type 'lrn' needs a 3-D (C, H, W) input"),
+    "lrn unknown key": (['name = "n", type = "lrn", size = 5', *FC_LOSS],
+                        "layer 'n': unknown key 'size' for type 'lrn'; valid keys: alpha, beta, input, inputs, k, "
+                        "local_size, name, type"),
+    "several inputs to a one-input type": ([C, 'name = "r", type = "relu", inputs = ["c", "data"]', *FC_LOSS],
+                                           "layer 'r': type 'relu' takes exactly 1 input, not 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_bad_specs_give_one_clear_line(case, tmp_path):
+    layers, expected = BAD_SPECS[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(net(*layers))
+    with pytest.raises(SpecError) as info:
+        resolve_network(str(path))
+    assert str(info.value).startswith(f"{path}: {expected}"), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_malformed_toml_file_gives_the_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(net(*FC_LOSS).replace('outputs = 10', 'outputs = = 10'))
+    with pytest.raises(SpecError) as info:
+        resolve_network(str(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: invalid TOML: ") and "line 5" in message and "\n" not in message
+
+
 # -- resolving names and paths ------------------------------------------------------------------------
 
 
@@ -426,7 +811,8 @@ def test_unknown_name_lists_the_choices():
     with pytest.raises(UnknownNetwork) as info:
         resolve_network("lenett")
     assert str(info.value) == (
-        "unknown network 'lenett'; valid choices: alexnet, lenet (or a path to a .toml spec file)")
+        "unknown network 'lenett'; valid choices: alexnet, googlenet, lenet, overfeat, vgg_a "
+        "(or a path to a .toml spec or a Caffe .prototxt file)")
     assert isinstance(info.value, SpecError)
 
 
@@ -435,16 +821,20 @@ def test_extra_networks_are_choices_but_cannot_shadow_builtins(tmp_path):
     path.write_text(net(*FC_LOSS))
     assert resolve_network("tiny", extra={"tiny": path}).name == "t"
     assert resolve_network("lenet", extra={"lenet": path}).name == "lenet"
-    with pytest.raises(UnknownNetwork, match="alexnet, lenet, tiny "):
+    with pytest.raises(UnknownNetwork, match="alexnet, googlenet, lenet, overfeat, tiny, vgg_a "):
         resolve_network("nope", extra={"tiny": path})
 
 
-def test_spec_module_imports_no_framework():
-    import cnnbench.spec as spec_module
+def test_spec_modules_import_no_framework():
+    import cnnbench.layers
+    import cnnbench.prototxt
+    import cnnbench.spec
+    import cnnbench.spec_blocks
 
-    source = open(spec_module.__file__, encoding="utf-8").read()
-    for framework in ("torch", "tensorflow", "mxnet", "numpy", "yaml"):
-        assert f"import {framework}" not in source
+    for module in (cnnbench.spec, cnnbench.layers, cnnbench.spec_blocks, cnnbench.prototxt):
+        source = open(module.__file__, encoding="utf-8").read()
+        for framework in ("torch", "tensorflow", "mxnet", "numpy", "yaml", "google.protobuf"):
+            assert f"import {framework}" not in source
 
 
 def test_layer_lookup_error_lists_layers():
