@@ -1,0 +1,317 @@
+"""The ``nvml`` meter: NVIDIA GPUs through NVML (the ``nvidia-ml-py`` distribution, module ``pynvml``).
+
+``pynvml`` is imported inside the methods only: ``cnnbench --help`` never loads it. NVML is initialised once
+when the session opens and kept initialised across every run of the grid (``nvmlInit`` is reference
+counted, so a probe elsewhere in the process does not disturb it); ``close()`` shuts it down.
+
+**Domains** are ``gpuN`` with N the NVML index, which follows PCI bus order and ignores
+``CUDA_VISIBLE_DEVICES``; the GPU a worker ran on is found by UUID or PCI bus id
+(``MeterSession.gpu_domain``), never by CUDA index, which the two can number differently.
+
+**Energy.** The total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ since the driver loaded,
+Volta and newer) comes first: method ``counter``. Power (``nvmlDeviceGetPowerUsage``, mW) is sampled too and
+integrated (trapezoids) as a cross-check, a disagreement over 5 % being a warning on the reading; where the
+counter is NOT_SUPPORTED the integral is the figure, method ``integrated``. Both values are refreshed by the
+driver, not per call: we assume every ~100 ms (measured 10-100 ms on recent GPUs), flag windows shorter than
+that, and sample at 50 ms so that every refresh is seen. On drivers where the power value is a 1 s running
+average (A100/H100 and later), the cross-check of a window shorter than a few seconds is only indicative.
+
+**A lost GPU** (``NVML_ERROR_GPU_IS_LOST``: fell off the bus, Xid 79) is not sampled again, and every window
+that overlaps the time since its last good sample gets a reading with an error, which the runner turns into
+the cell's status.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cnnbench.meters.base import DomainInfo, Meter, MeterError, Sample
+
+#: Assumed refresh period of NVML's energy counter and power value (see the module docstring).
+UPDATE_PERIOD_S = 0.1
+INSTALL_HINT = "pip install 'cnnbench[nvml]'  (the nvidia-ml-py distribution; not the deprecated 'pynvml' one)"
+
+# NVML return codes, as in nvml.h (used when the module lacks the constant).
+_NOT_SUPPORTED = 3
+_NO_PERMISSION = 4
+_DRIVER_NOT_LOADED = 9
+_LIBRARY_NOT_FOUND = 12
+_GPU_IS_LOST = 15
+# nvmlClockType_t
+_CLOCK_GRAPHICS, _CLOCK_SM, _CLOCK_MEM = 0, 1, 2
+
+
+def _text(value: Any) -> str:
+    """nvidia-ml-py returns str; releases before 11.5 returned bytes."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def normalize_uuid(uuid: str) -> str:
+    """``GPU-58a7d1a9-...`` (NVML) and ``58a7d1a9-...`` (torch) -> ``58a7d1a9-...``."""
+    text = _text(uuid).strip().lower()
+    for prefix in ("gpu-", "mig-"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return text
+
+
+_PCI_RE = re.compile(r"^(?:([0-9a-f]+):)?([0-9a-f]+):([0-9a-f]+)(?:\.([0-9a-f]+))?$")
+
+
+def normalize_pci(bus_id: str) -> tuple[int, int, int, int] | None:
+    """``00000000:17:00.0`` (NVML), ``0000:17:00.0`` (CUDA) and ``17:00.0`` -> (0, 0x17, 0, 0)."""
+    m = _PCI_RE.match(_text(bus_id).strip().lower())
+    if m is None:
+        return None
+    domain, bus, device, function = m.groups()
+    return int(domain or "0", 16), int(bus, 16), int(device, 16), int(function or "0", 16)
+
+
+class NvmlMeter(Meter):
+    name = "nvml"
+    description = "NVIDIA GPU energy through NVML (nvidia-ml-py)"
+    install_hint = INSTALL_HINT
+    default_period_s = 0.05
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        self._nvml: Any = None
+        self._initialised = False
+        self._handles: dict[str, Any] = {}
+        self._gpus: dict[str, dict[str, Any]] = {}
+        self._base_mj: dict[str, int] = {}
+        self._previous_mj: dict[str, int] = {}
+        self._offset_mj: dict[str, int] = {}
+        self._lost: set[str] = set()
+
+    # -- NVML plumbing ----------------------------------------------------------------------------
+
+    def _code(self, name: str, default: int) -> int:
+        return getattr(self._nvml, name, default)
+
+    def _is(self, exc: BaseException, name: str, default: int) -> bool:
+        return getattr(exc, "value", None) == self._code(name, default)
+
+    def _describe(self, exc: BaseException) -> str:
+        value = getattr(exc, "value", None)
+        return f"{exc} (NVML error {value})" if value is not None else f"{type(exc).__name__}: {exc}"
+
+    def _optional(self, call, *args) -> Any:
+        """A value for the inventory; None where the GPU or driver does not support it."""
+        try:
+            return call(*args)
+        except Exception:
+            return None
+
+    # -- the contract -----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        try:
+            import pynvml
+        except ImportError:
+            raise MeterError("nvidia-ml-py is not installed (its module is pynvml)", INSTALL_HINT) from None
+        self._nvml = nvml = pynvml
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError as exc:
+            if self._is(exc, "NVML_ERROR_LIBRARY_NOT_FOUND", _LIBRARY_NOT_FOUND):
+                raise MeterError(
+                    "no NVIDIA driver here: NVML's library (libnvidia-ml.so.1) was not found",
+                    "install the NVIDIA driver on a machine with an NVIDIA GPU",
+                ) from None
+            if self._is(exc, "NVML_ERROR_DRIVER_NOT_LOADED", _DRIVER_NOT_LOADED):
+                raise MeterError("the NVIDIA driver is not loaded", "load it (sudo modprobe nvidia) or reboot") from None
+            if self._is(exc, "NVML_ERROR_NO_PERMISSION", _NO_PERMISSION):
+                raise MeterError(
+                    f"NVML refused access: {self._describe(exc)}", "check the permissions of /dev/nvidia*"
+                ) from None
+            raise MeterError(f"nvmlInit failed: {self._describe(exc)}") from None
+        self._initialised = True
+        try:
+            self._find_devices()
+        except BaseException:
+            self.close()
+            raise
+        if not self.domains:
+            reasons = "; ".join(f"{d}: {e.reason}" for d, e in self.unavailable.items())
+            self.close()
+            raise MeterError(f"no GPU can be metered through NVML ({reasons or 'NVML sees no GPU'})")
+
+    def _find_devices(self) -> None:
+        nvml = self._nvml
+        try:
+            count = nvml.nvmlDeviceGetCount()
+        except nvml.NVMLError as exc:
+            raise MeterError(f"nvmlDeviceGetCount failed: {self._describe(exc)}") from None
+        for index in range(count):
+            domain = f"gpu{index}"
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+                name = _text(nvml.nvmlDeviceGetName(handle))
+                bus_id = _text(nvml.nvmlDeviceGetPciInfo(handle).busId)
+            except nvml.NVMLError as exc:
+                self.unavailable[domain] = MeterError(f"NVML device {index} cannot be opened: {self._describe(exc)}")
+                continue
+            counter = self._supported(nvml.nvmlDeviceGetTotalEnergyConsumption, handle)
+            power = self._supported(nvml.nvmlDeviceGetPowerUsage, handle)
+            if isinstance(counter, MeterError) or isinstance(power, MeterError):
+                error = counter if isinstance(counter, MeterError) else power
+                self.unavailable[domain] = MeterError(f"NVML device {index} ({name}): {error.reason}", error.fix)
+                continue
+            if not counter and not power:
+                self.unavailable[domain] = MeterError(
+                    f"NVML device {index} ({name}) reports neither an energy counter nor power (NOT_SUPPORTED)"
+                )
+                continue
+            if not counter:
+                self.notes.append(
+                    f"nvml: {domain} ({name}) has no total-energy counter (it needs Volta or newer): its energy "
+                    "is integrated from power samples (method 'integrated')"
+                )
+            self._handles[domain] = handle
+            self._gpus[domain] = {"index": index, "name": name, "uuid": uuid, "pci_bus_id": bus_id}
+            self.domains[domain] = DomainInfo(
+                meter=self.name, kind="gpu", device=uuid, source=f"NVML device {index} ({name}, {bus_id})",
+                update_period_s=UPDATE_PERIOD_S, energy_counter=counter, power_samples=power,
+            )
+
+    def _supported(self, call, handle) -> bool | MeterError:
+        """Whether a query works on this GPU: True, False (NOT_SUPPORTED), or why it failed otherwise."""
+        try:
+            call(handle)
+            return True
+        except self._nvml.NVMLError as exc:
+            if self._is(exc, "NVML_ERROR_NOT_SUPPORTED", _NOT_SUPPORTED):
+                return False
+            if self._is(exc, "NVML_ERROR_GPU_IS_LOST", _GPU_IS_LOST):
+                return MeterError("the GPU is lost (NVML_ERROR_GPU_IS_LOST: it fell off the bus)", "reset the GPU or reboot")
+            return MeterError(f"{getattr(call, '__name__', 'a query')} failed: {self._describe(exc)}")
+
+    def sample(self, now: float) -> dict[str, Sample]:
+        nvml = self._nvml
+        out: dict[str, Sample] = {}
+        for domain, handle in self._handles.items():
+            if domain in self._lost:
+                continue
+            info = self.domains[domain]
+            try:
+                mj = nvml.nvmlDeviceGetTotalEnergyConsumption(handle) if info.energy_counter else None
+                mw = nvml.nvmlDeviceGetPowerUsage(handle) if info.power_samples else None
+            except nvml.NVMLError as exc:
+                if self._is(exc, "NVML_ERROR_GPU_IS_LOST", _GPU_IS_LOST):
+                    self._lost.add(domain)
+                    out[domain] = Sample(
+                        error=f"{domain} was lost (NVML_ERROR_GPU_IS_LOST: it fell off the bus): readings of "
+                        "windows overlapping the loss are invalid",
+                        lost=True,
+                    )
+                else:
+                    out[domain] = Sample(warning=f"NVML read of {domain} failed: {self._describe(exc)}")
+                continue
+            energy_j = None
+            error = None
+            if mj is not None:
+                mj = int(mj)
+                base = self._base_mj.setdefault(domain, mj)
+                previous = self._previous_mj.get(domain, mj)
+                if mj < previous:
+                    # The counter restarted (driver reload, GPU reset): keep the total monotone, and let
+                    # windows across the restart fail rather than report a made-up figure.
+                    self._offset_mj[domain] = self._offset_mj.get(domain, 0) + previous - mj
+                    error = f"{domain}'s energy counter went backwards ({previous} -> {mj} mJ): driver reloaded or GPU reset?"
+                self._previous_mj[domain] = mj
+                energy_j = (mj - base + self._offset_mj.get(domain, 0)) / 1e3
+            power_w = None if mw is None else mw / 1e3
+            out[domain] = Sample(energy_j=energy_j, power_w=power_w, error=error)
+        return out
+
+    def close(self) -> None:
+        if self._initialised:
+            self._initialised = False
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:
+                pass
+
+    def domain_for_device(self, uuid: str | None = None, pci_bus_id: str | None = None) -> str | None:
+        if uuid:
+            wanted = normalize_uuid(uuid)
+            for domain, gpu in self._gpus.items():
+                if normalize_uuid(gpu["uuid"]) == wanted:
+                    return domain
+        if pci_bus_id:
+            wanted_pci = normalize_pci(pci_bus_id)
+            if wanted_pci is not None:
+                for domain, gpu in self._gpus.items():
+                    if normalize_pci(gpu["pci_bus_id"]) == wanted_pci:
+                        return domain
+        return None
+
+    def inventory(self) -> dict[str, Any]:
+        nvml = self._nvml
+        if nvml is None or not self._initialised:
+            # After close(): what was learnt when the meter opened, without live values.
+            return {"gpus": [{**gpu, "domain": d, "lost": d in self._lost} for d, gpu in self._gpus.items()]}
+        opt = self._optional
+        cuda = opt(nvml.nvmlSystemGetCudaDriverVersion)
+        gpus = []
+        for domain, handle in self._handles.items():
+            gpu = dict(self._gpus[domain])
+            ecc = opt(nvml.nvmlDeviceGetEccMode, handle)
+            app_sm = opt(nvml.nvmlDeviceGetApplicationsClock, handle, _CLOCK_SM)
+            app_mem = opt(nvml.nvmlDeviceGetApplicationsClock, handle, _CLOCK_MEM)
+            limits = opt(nvml.nvmlDeviceGetPowerManagementLimitConstraints, handle)
+            memory = opt(nvml.nvmlDeviceGetMemoryInfo, handle)
+            gpu.update(
+                domain=domain,
+                lost=domain in self._lost,
+                serial=_maybe_text(opt(nvml.nvmlDeviceGetSerial, handle)),
+                vbios=_maybe_text(opt(nvml.nvmlDeviceGetVbiosVersion, handle)),
+                memory_total_bytes=getattr(memory, "total", None),
+                ecc_mode_current=_on_off(ecc[0]) if ecc else None,
+                ecc_mode_pending=_on_off(ecc[1]) if ecc else None,
+                persistence_mode=_on_off(opt(nvml.nvmlDeviceGetPersistenceMode, handle)),
+                performance_state=opt(nvml.nvmlDeviceGetPerformanceState, handle),
+                clocks_mhz={
+                    "sm": opt(nvml.nvmlDeviceGetClockInfo, handle, _CLOCK_SM),
+                    "mem": opt(nvml.nvmlDeviceGetClockInfo, handle, _CLOCK_MEM),
+                    "graphics": opt(nvml.nvmlDeviceGetClockInfo, handle, _CLOCK_GRAPHICS),
+                    "sm_max": opt(nvml.nvmlDeviceGetMaxClockInfo, handle, _CLOCK_SM),
+                    "mem_max": opt(nvml.nvmlDeviceGetMaxClockInfo, handle, _CLOCK_MEM),
+                    "sm_application": app_sm,
+                    "mem_application": app_mem,
+                    "sm_application_default": opt(nvml.nvmlDeviceGetDefaultApplicationsClock, handle, _CLOCK_SM),
+                    "mem_application_default": opt(nvml.nvmlDeviceGetDefaultApplicationsClock, handle, _CLOCK_MEM),
+                },
+                power_limit_w=_milli(opt(nvml.nvmlDeviceGetPowerManagementLimit, handle)),
+                power_limit_enforced_w=_milli(opt(nvml.nvmlDeviceGetEnforcedPowerLimit, handle)),
+                power_limit_default_w=_milli(opt(nvml.nvmlDeviceGetPowerManagementDefaultLimit, handle)),
+                power_limit_min_w=_milli(limits[0]) if limits else None,
+                power_limit_max_w=_milli(limits[1]) if limits else None,
+                energy_counter=self.domains[domain].energy_counter,
+                power_samples=self.domains[domain].power_samples,
+            )
+            gpus.append(gpu)
+        return {
+            "driver": _maybe_text(opt(nvml.nvmlSystemGetDriverVersion)),
+            "nvml_version": _maybe_text(opt(nvml.nvmlSystemGetNVMLVersion)),
+            # 12040 -> "12.4": the newest CUDA the driver supports (the toolkit's version comes from the worker).
+            "cuda_driver_version": f"{cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else None,
+            "gpus": gpus,
+        }
+
+
+def _maybe_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _on_off(value: Any) -> str | None:
+    if value is None:
+        return None
+    return "enabled" if int(value) else "disabled"
+
+
+def _milli(value: Any) -> float | None:
+    return None if value is None else value / 1e3

@@ -1,0 +1,303 @@
+"""MeterSession: the meters of one cnnbench invocation, sampled while workers run, queried per window."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Mapping
+
+from cnnbench.meters.base import DomainInfo, Meter, MeterError, ProbeResult, Reading
+from cnnbench.meters.integrate import window_reading
+from cnnbench.meters.sampler import MeterSampler
+
+#: The selections that are not meter names.
+KEYWORDS = ("auto", "none")
+
+
+def _strict() -> bool:
+    from cnnbench.plugins import strict_mode
+
+    return strict_mode()
+
+
+def parse_selection(selection: str | Iterable[str], registry: Mapping[str, type[Meter]]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """``"auto"`` | ``"none"`` | ``["rapl:psys", "nvml"]`` (or ``"rapl:psys,nvml"``) -> (meter names, options).
+
+    Unknown names and options are usage errors that list the valid choices.
+    """
+    from cnnbench.config import UsageError
+
+    items = [s.strip() for s in selection.split(",")] if isinstance(selection, str) else [str(s).strip() for s in selection]
+    valid = ", ".join([*KEYWORDS, *registry])
+    if not items or any(not item for item in items):
+        raise UsageError(f"--meters takes a comma-separated list with no empty items; valid choices: {valid}")
+    if "none" in items:
+        if len(items) > 1:
+            raise UsageError("--meters none cannot be combined with other meters")
+        return [], {}
+    names: list[str] = []
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, _, option = item.partition(":")
+        if name == "auto":
+            if option:
+                raise UsageError(f"'auto' takes no option, not '{option}'")
+            names.extend(n for n, cls in registry.items() if getattr(cls, "auto", True))
+            continue
+        if name not in registry:
+            raise UsageError(f"unknown meter '{name}'; valid choices: {valid}")
+        names.append(name)
+        if option:
+            allowed = getattr(registry[name], "options", {}) or {}
+            if option not in allowed:
+                choices = ", ".join(f"{name}:{o}" for o in allowed) or "none"
+                raise UsageError(f"unknown option '{option}' for meter '{name}'; valid choices: {choices}")
+            options.setdefault(name, {})[option] = True
+    return list(dict.fromkeys(names)), options
+
+
+class MeterSession:
+    """The meters selected for a run: which domains they read, why others cannot be read, and the energy
+    of any window, from samples taken on background threads.
+
+    ``with MeterSession.open("auto", host) as session:`` starts sampling and closes everything at the end.
+    """
+
+    def __init__(self, selection: list[str] | None = None):
+        self.selection = selection or []
+        self.meters: dict[str, Meter] = {}
+        #: Readable domains: "cpu_package0", "dram0", "gpu0", ... -> DomainInfo.
+        self.domains: dict[str, DomainInfo] = {}
+        #: Why a meter ("rapl") or a domain ("rapl:dram0") cannot be read: "reason; fix: ...".
+        self.unavailable: dict[str, str] = {}
+        #: Remarks that are not failures (a forced sampling period, a caveat of the hardware).
+        self.notes: list[str] = []
+        #: Idle power per domain from the last ``idle()`` (W), and the readings it came from.
+        self.idle_power: dict[str, float] = {}
+        self.idle_readings: dict[str, Reading] = {}
+        self._samplers: dict[str, MeterSampler] = {}
+        self._closed = False
+
+    # -- opening ----------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        selection: str | Iterable[str] = "auto",
+        host: Any = None,
+        *,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        period: float | None = None,
+    ) -> MeterSession:
+        """Open the selected meters (``"auto"``: every meter that can be read here).
+
+        ``settings`` maps a meter name to its settings (e.g. ``{"rapl": {"power_bound_w": 500}}``);
+        ``period`` caps every meter's sampling period. Nothing is sampled until ``start()``.
+        """
+        if host is None:
+            from cnnbench.plugins import get_host
+
+            host = get_host()
+        registry = host.meters()
+        names, options = parse_selection(selection, registry)
+        session = cls(names)
+        if not names:
+            return session
+        for name in names:
+            meter_settings = dict((settings or {}).get(name, {}))
+            meter_settings.update(options.get(name, {}))
+            if period is not None:
+                meter_settings.setdefault("period", period)
+            session._add(name, registry[name], meter_settings)
+        return session
+
+    def _add(self, name: str, cls: type[Meter], settings: dict[str, Any]) -> None:
+        try:
+            meter = cls(settings)
+        except Exception as exc:
+            if _strict():
+                raise
+            self.unavailable[name] = f"meter '{name}' could not be created: {type(exc).__name__}: {exc}"
+            return
+        try:
+            meter.open()
+            sampling_period = meter.period()
+        except MeterError as exc:
+            self.unavailable[name] = exc.text
+            self._record_domains(name, meter)
+            _close_quietly(meter)
+            return
+        except Exception as exc:  # a plugin's bug: name it and carry on with the other meters
+            if _strict():
+                raise
+            self.unavailable[name] = f"meter '{name}' failed to open: {type(exc).__name__}: {exc}"
+            _close_quietly(meter)
+            return
+        self._record_domains(name, meter)
+        for domain in list(meter.domains):
+            if domain in self.domains:
+                other = self.domains[domain].meter
+                del meter.domains[domain]
+                self.unavailable[f"{name}:{domain}"] = f"{domain} is already measured by meter '{other}'"
+        if not meter.domains:
+            self.unavailable.setdefault(name, "every domain it reads is measured by another meter")
+            _close_quietly(meter)
+            return
+        self.meters[name] = meter
+        self.domains.update(meter.domains)
+        self.notes.extend(meter.notes)
+        self._samplers[name] = MeterSampler(meter, sampling_period)
+
+    def _record_domains(self, name: str, meter: Meter) -> None:
+        for domain, exc in meter.unavailable.items():
+            self.unavailable[f"{name}:{domain}"] = exc.text
+
+    # -- sampling ---------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return any(s.running for s in self._samplers.values())
+
+    def periods(self) -> dict[str, float]:
+        """Sampling period of each meter (s)."""
+        return {name: s.period for name, s in self._samplers.items()}
+
+    def start(self) -> MeterSession:
+        """Start sampling (one background thread per meter); returns after a first sample of each."""
+        if self._closed:
+            raise RuntimeError("this MeterSession is closed")
+        for sampler in self._samplers.values():
+            sampler.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop sampling; idempotent. Samples are kept, so windows can still be read."""
+        for sampler in self._samplers.values():
+            sampler.stop()
+
+    def close(self) -> None:
+        """Stop sampling and release the meters (NVML is shut down here); idempotent."""
+        if self._closed:
+            return
+        self.stop()
+        for meter in self.meters.values():
+            _close_quietly(meter)
+        self._closed = True
+
+    def __enter__(self) -> MeterSession:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- readings ---------------------------------------------------------------------------------
+
+    def energy(self, start: float, end: float) -> dict[str, Reading]:
+        """The energy of every readable domain over ``[start, end]`` (``time.monotonic()`` seconds, as the
+        worker reports window edges). Waits briefly, while sampling runs, for a sample after ``end``.
+
+        A domain whose window cannot be trusted gets a Reading with ``error`` set and ``joules`` None.
+        """
+        if end < start:
+            raise ValueError(f"window ends before it starts: [{start}, {end}]")
+        readings: dict[str, Reading] = {}
+        for sampler in self._samplers.values():
+            if sampler.running:
+                ahead = max(0.0, end - time.monotonic())
+                sampler.wait_for(end, ahead + max(1.0, 4 * sampler.period))
+            with sampler.cond:
+                for domain, series in sampler.series.items():
+                    readings[domain] = window_reading(
+                        series.info, series.times, series.energy, series.power, series.events,
+                        start, end, sampler.period,
+                    )
+        return readings
+
+    def idle(self, seconds: float) -> dict[str, float]:
+        """Measure idle power over ``seconds`` (blocking, sampling started if need be): {domain: W}.
+
+        Domains whose idle window cannot be read are left out (their readings are in ``idle_readings``).
+        """
+        if seconds <= 0 or not self._samplers:
+            return {}
+        if not self.running:
+            self.start()
+        start = time.monotonic()
+        time.sleep(seconds)
+        end = time.monotonic()
+        self.idle_readings = self.energy(start, end)
+        self.idle_power = {d: r.power_w for d, r in self.idle_readings.items() if r.ok and r.power_w is not None}
+        return dict(self.idle_power)
+
+    def gpu_domain(self, uuid: str | None = None, pci_bus_id: str | None = None) -> str | None:
+        """The domain of the GPU with this UUID (torch's, with or without "GPU-") or PCI bus id."""
+        for meter in self.meters.values():
+            domain = meter.domain_for_device(uuid=uuid, pci_bus_id=pci_bus_id)
+            if domain is not None and domain in self.domains:
+                return domain
+        return None
+
+    def inventory(self) -> dict[str, Any]:
+        """Per meter: what was found (GPUs with driver, ECC, clocks and power limits; RAPL zones)."""
+        out: dict[str, Any] = {}
+        for name, meter in self.meters.items():
+            try:
+                out[name] = meter.inventory()
+            except Exception as exc:
+                if _strict():
+                    raise
+                out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        return out
+
+    @property
+    def no_energy_reason(self) -> str | None:
+        """Why there are no energy figures at all (None when some domain is readable)."""
+        if self.domains:
+            return None
+        if not self.selection:
+            return "meters disabled (--meters none)"
+        if self.unavailable:
+            return "; ".join(f"{key}: {why}" for key, why in self.unavailable.items())
+        return "no meter is registered"
+
+    # -- cnnbench list ----------------------------------------------------------------------------
+
+    @classmethod
+    def probe_all(cls, host: Any = None) -> list[dict[str, Any]]:
+        """For ``cnnbench list``: per registered meter, can it be read here, which domains, and if not,
+        why and how to fix it. Opens and closes each meter; samples nothing."""
+        if host is None:
+            from cnnbench.plugins import get_host
+
+            host = get_host()
+        results = []
+        for name, meter_cls in host.meters().items():
+            result = ProbeResult(
+                name=name, readable=False, description=getattr(meter_cls, "description", ""),
+                auto=getattr(meter_cls, "auto", True),
+            )
+            meter = None
+            try:
+                meter = meter_cls({})
+                meter.open()
+                result.readable = bool(meter.domains)
+                result.domains = list(meter.domains)
+                result.notes = list(meter.notes)
+            except MeterError as exc:
+                result.reason = exc.reason
+                result.fix = exc.fix
+            except Exception as exc:
+                if _strict():
+                    raise
+                result.reason = f"its probe raised {type(exc).__name__}: {exc}"
+            if meter is not None:
+                result.unavailable = {d: e.text for d, e in meter.unavailable.items()}
+                _close_quietly(meter)
+            results.append(result.to_dict())
+        return results
+
+
+def _close_quietly(meter: Meter) -> None:
+    try:
+        meter.close()
+    except Exception:
+        pass

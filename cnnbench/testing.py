@@ -1,0 +1,593 @@
+"""Helpers for people who write cnnbench plugins and meters, and for cnnbench's own tests.
+
+Nothing here needs hardware:
+
+- :class:`PowercapTree` writes a powercap tree in the real sysfs layout (``/sys/devices/virtual/powercap/...``
+  nested zones, ``/sys/class/powercap`` flat symlinks, the ``subsystem`` links that lead back up): Intel
+  client and server layouts, several sockets and dies, psys, the MMIO alias, and AMD's (package and core,
+  no DRAM). Point ``$CNNBENCH_POWERCAP_ROOT`` at ``tree.root``.
+- :class:`CounterDriver` advances the tree's ``energy_uj`` counters in real time at known watts, from a
+  background thread, wrapping at ``max_energy_range_uj``; ``driver.joules(zone, start, end)`` is the truth.
+- :func:`unreadable` makes files of the tree fail to read with EACCES, as they do for a non-root user.
+- :func:`fake_pynvml` builds a stand-in for nvidia-ml-py's ``pynvml`` module (counters at known watts,
+  NOT_SUPPORTED, a GPU that gets lost, UUIDs and PCI bus ids) to put in ``sys.modules``.
+- :class:`FakeMeter`, a meter with known joules (constant watts per domain). This module is itself a
+  plugin that registers it: ``PluginHost(default_plugins=("cnnbench.meters.builtin", "cnnbench.testing"))``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from cnnbench import hookimpl
+from cnnbench.meters.base import DomainInfo, Meter, MeterError, Sample
+
+# -- powercap trees ---------------------------------------------------------------------------------
+
+#: 2^32 units of 61.035 µJ, as Intel client and server packages report it.
+INTEL_RANGE_UJ = 262143328850
+#: 2^32 units of 15.3 µJ, as AMD Zen reports it.
+AMD_RANGE_UJ = 65712999613
+
+_ZONE_ID = re.compile(r"^(?P<type>[a-z][a-z-]*)(?P<ids>(?::\d+)+)$")
+
+
+@dataclass
+class FakeZone:
+    zone_id: str  # "intel-rapl:0:2"
+    name: str  # "dram"
+    dir: Path  # the real (nested) directory
+    max_energy_range_uj: int
+    watts: float
+    #: The counter's value when the driver starts.
+    energy_uj: int = 0
+    #: The domain cnnbench's rapl meter gives this zone ("dram0"), or None for aliases.
+    domain: str | None = None
+
+    @property
+    def energy_path(self) -> Path:
+        return self.dir / "energy_uj"
+
+    @property
+    def range_path(self) -> Path:
+        return self.dir / "max_energy_range_uj"
+
+
+class PowercapTree:
+    """A powercap tree under ``base``, in the layout Linux gives ``/sys``::
+
+        base/sys/devices/virtual/powercap/intel-rapl/intel-rapl:0/intel-rapl:0:0/...   the zones, nested
+        base/sys/class/powercap/intel-rapl:0 -> ../../devices/virtual/powercap/...     flat symlinks
+        base/sys/class/powercap/intel-rapl   -> ../../devices/virtual/powercap/intel-rapl
+
+    ``tree.root`` is the ``/sys/class/powercap`` equivalent. Without ``base`` the tree goes to a new
+    directory on tmpfs (``/dev/shm``) where there is one, removed by ``cleanup()`` or at the end of a
+    ``with`` block: there the driver's atomic renames cost microseconds, where on ext4 each rename over an
+    existing file flushes its data (~0.3 ms), which starves the driver of time on a small machine.
+    """
+
+    def __init__(self, base: str | os.PathLike | None = None):
+        self._owned = base is None
+        if base is None:
+            shm = "/dev/shm"
+            base = tempfile.mkdtemp(prefix="cnnbench-powercap-", dir=shm if os.access(shm, os.W_OK) else None)
+        self.base = Path(base)
+        self.sys = self.base / "sys"
+        self.devices = self.sys / "devices" / "virtual" / "powercap"
+        self.root = self.sys / "class" / "powercap"
+        self.devices.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.zones: dict[str, FakeZone] = {}
+
+    def cleanup(self) -> None:
+        """Remove the tree if this object created its directory."""
+        if self._owned:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> PowercapTree:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.cleanup()
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def add_control_type(self, control_type: str = "intel-rapl") -> Path:
+        path = self.devices / control_type
+        if not path.exists():
+            path.mkdir(parents=True)
+            _write(path / "enabled", "1")
+            _write(path / "uevent", "")
+            _symlink(self.root / control_type, path)
+        return path
+
+    def add_zone(
+        self,
+        zone_id: str,
+        name: str,
+        *,
+        max_energy_range_uj: int = INTEL_RANGE_UJ,
+        energy_uj: int = 0,
+        watts: float = 0.0,
+        domain: str | None = None,
+        flat: bool = True,
+    ) -> FakeZone:
+        """One zone with the files the kernel writes; its parent (``intel-rapl:0`` for ``intel-rapl:0:2``)
+        must exist already. ``flat=False`` leaves out the ``/sys/class/powercap`` symlink."""
+        m = _ZONE_ID.match(zone_id)
+        if m is None:
+            raise ValueError(f"not a zone id: {zone_id!r}")
+        control_type, ids = m.group("type"), m.group("ids")[1:].split(":")
+        if len(ids) == 1:
+            parent_dir = self.add_control_type(control_type)
+        else:
+            parent_dir = self.zones[f"{control_type}:{':'.join(ids[:-1])}"].dir
+        path = parent_dir / zone_id
+        path.mkdir()
+        _write(path / "name", name)
+        _write(path / "energy_uj", str(energy_uj % max_energy_range_uj))
+        _write(path / "max_energy_range_uj", str(max_energy_range_uj))
+        _write(path / "enabled", "1")
+        _write(path / "uevent", "")
+        _write(path / "constraint_0_name", "long_term")
+        _write(path / "constraint_0_power_limit_uw", str(int(max(watts, 1.0) * 2e6)))
+        _write(path / "constraint_0_time_window_us", "976")
+        (path / "power").mkdir()
+        _write(path / "power" / "control", "auto")
+        # sysfs links every zone back to its class: a walker that follows it loops forever.
+        _symlink(path / "subsystem", self.sys / "class" / "powercap")
+        if flat:
+            _symlink(self.root / zone_id, path)
+        zone = FakeZone(zone_id, name, path, max_energy_range_uj, watts, energy_uj, domain)
+        self.zones[zone_id] = zone
+        return zone
+
+    @classmethod
+    def intel(
+        cls,
+        base: str | os.PathLike | None = None,
+        *,
+        sockets: int = 1,
+        dies: int = 1,
+        core: bool = True,
+        uncore: bool = True,
+        dram: bool = True,
+        psys: bool = False,
+        mmio: bool = False,
+        max_energy_range_uj: int = INTEL_RANGE_UJ,
+        watts: Mapping[str, float] | None = None,
+    ) -> PowercapTree:
+        """An Intel layout: per socket (and die) ``package-N[-die-M]`` with ``core``, ``uncore``, ``dram``
+        children numbered in that order; ``psys`` after the packages; ``mmio`` adds the
+        ``intel-rapl-mmio:0`` alias of package 0 that client parts have."""
+        w = {"package": 40.0, "core": 25.0, "uncore": 2.0, "dram": 6.0, "psys": 60.0, **(watts or {})}
+        tree = cls(base)
+        index = 0
+        for socket in range(sockets):
+            for die in range(dies):
+                name = f"package-{socket}" if dies == 1 else f"package-{socket}-die-{die}"
+                suffix = f"{socket}" if dies == 1 else f"{socket}_die{die}"
+                zone_id = f"intel-rapl:{index}"
+                tree.add_zone(zone_id, name, max_energy_range_uj=max_energy_range_uj, watts=w["package"],
+                              domain=f"cpu_package{suffix}")
+                children = [(n, p) for n, p, on in (("core", "cpu_core", core), ("uncore", "cpu_uncore", uncore),
+                                                    ("dram", "dram", dram)) if on]
+                for sub, (child, prefix) in enumerate(children):
+                    tree.add_zone(f"{zone_id}:{sub}", child, max_energy_range_uj=max_energy_range_uj,
+                                  watts=w[child], domain=f"{prefix}{suffix}")
+                index += 1
+        if psys:
+            tree.add_zone(f"intel-rapl:{index}", "psys", max_energy_range_uj=max_energy_range_uj,
+                          watts=w["psys"], domain="psys0")
+        if mmio:
+            tree.add_zone("intel-rapl-mmio:0", "package-0", max_energy_range_uj=max_energy_range_uj,
+                          watts=w["package"], domain=None)
+        return tree
+
+    @classmethod
+    def amd(
+        cls,
+        base: str | os.PathLike | None = None,
+        *,
+        sockets: int = 1,
+        max_energy_range_uj: int = AMD_RANGE_UJ,
+        watts: Mapping[str, float] | None = None,
+    ) -> PowercapTree:
+        """AMD Zen under ``intel_rapl_msr``: ``package-N`` with one ``core`` child, no uncore, no DRAM."""
+        w = {"package": 90.0, "core": 8.0, **(watts or {})}
+        tree = cls(base)
+        for socket in range(sockets):
+            tree.add_zone(f"intel-rapl:{socket}", f"package-{socket}", max_energy_range_uj=max_energy_range_uj,
+                          watts=w["package"], domain=f"cpu_package{socket}")
+            tree.add_zone(f"intel-rapl:{socket}:0", "core", max_energy_range_uj=max_energy_range_uj,
+                          watts=w["core"], domain=f"cpu_core{socket}")
+        return tree
+
+    # -- using ------------------------------------------------------------------------------------
+
+    def zone(self, key: str) -> FakeZone:
+        """A zone by id (``intel-rapl:0:2``) or by the domain the meter gives it (``dram0``)."""
+        if key in self.zones:
+            return self.zones[key]
+        for zone in self.zones.values():
+            if zone.domain == key:
+                return zone
+        raise KeyError(f"no zone {key!r}; zones: {', '.join(self.zones)}")
+
+    def flat_path(self, key: str) -> Path:
+        """The zone's directory as ``/sys/class/powercap/<zone>`` names it."""
+        return self.root / self.zone(key).zone_id
+
+    def set_max_energy_range(self, key: str, max_energy_range_uj: int) -> None:
+        """Give one zone another counter range (e.g. to make only DRAM wrap quickly)."""
+        zone = self.zone(key)
+        zone.max_energy_range_uj = int(max_energy_range_uj)
+        _write(zone.range_path, str(zone.max_energy_range_uj))
+        self.write_energy(key, zone.energy_uj)
+
+    def write_energy(self, key: str, energy_uj: int) -> None:
+        zone = self.zone(key)
+        _write_atomic(zone.energy_path, str(int(energy_uj) % zone.max_energy_range_uj))
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Readers see the old value or the new one, never an empty or torn file (as sysfs reads are)."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, (text + "\n").encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _symlink(link: Path, target: Path) -> None:
+    link.symlink_to(os.path.relpath(target, link.parent))
+
+
+# -- driving the counters ---------------------------------------------------------------------------
+
+
+class CounterDriver:
+    """Advances ``energy_uj`` of a tree's zones in real time at known watts, from a background thread.
+
+    Every ``tick`` seconds each counter is set to its start value plus the integral of its watts since
+    ``start()``, modulo ``max_energy_range_uj`` (the kernel's counter wraps at that range plus one energy
+    unit; the difference is below a microjoule per wrap here). Like RAPL's (which refreshes every ~1 ms),
+    the counter is a staircase: between ticks it holds its value.
+
+        with CounterDriver(tree, {"cpu_package0": 40.0}) as driver:
+            ...
+            driver.joules("cpu_package0", start, end)   # the truth over [start, end]
+    """
+
+    def __init__(self, tree: PowercapTree, watts: Mapping[str, float] | None = None, *, tick: float = 0.002):
+        self.tree = tree
+        self.tick = tick
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started: float | None = None
+        # zone id -> [(from time, watts)], the power history that defines the truth
+        self._history: dict[str, list[tuple[float, float]]] = {}
+        self._initial = {zone_id: zone.watts for zone_id, zone in tree.zones.items()}
+        for key, value in (watts or {}).items():
+            self._initial[tree.zone(key).zone_id] = float(value)
+        self.writes = 0
+
+    def start(self) -> CounterDriver:
+        now = time.monotonic()
+        self.started = now
+        with self._lock:
+            self._history = {zone_id: [(now, w)] for zone_id, w in self._initial.items()}
+        self._write_all(now)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="cnnbench-counter-driver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> CounterDriver:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def set_watts(self, key: str, watts: float) -> None:
+        """Change a zone's power from now on."""
+        zone_id = self.tree.zone(key).zone_id
+        with self._lock:
+            self._history.setdefault(zone_id, [(time.monotonic(), 0.0)]).append((time.monotonic(), float(watts)))
+
+    def joules(self, key: str, start: float, end: float) -> float:
+        """The true energy of a zone over ``[start, end]`` (monotonic seconds) from its power history."""
+        zone_id = self.tree.zone(key).zone_id
+        with self._lock:
+            history = list(self._history.get(zone_id, []))
+        total = 0.0
+        for i, (t0, w) in enumerate(history):
+            t1 = history[i + 1][0] if i + 1 < len(history) else math.inf
+            lo, hi = max(t0, start), min(t1, end)
+            if hi > lo:
+                total += w * (hi - lo)
+        return total
+
+    def watts(self, key: str) -> float:
+        zone_id = self.tree.zone(key).zone_id
+        with self._lock:
+            return self._history[zone_id][-1][1]
+
+    def _write_all(self, now: float) -> None:
+        for zone_id, zone in self.tree.zones.items():
+            if zone_id not in self._history:
+                continue
+            energy = zone.energy_uj + self.joules(zone_id, self.started, now) * 1e6
+            _write_atomic(zone.energy_path, str(int(energy) % zone.max_energy_range_uj))
+        self.writes += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick):
+            self._write_all(time.monotonic())
+
+
+@contextlib.contextmanager
+def unreadable(*paths: str | os.PathLike) -> Iterator[None]:
+    """Make these files of a powercap tree fail to read with EACCES, as ``energy_uj`` does for a
+    non-root user since the PLATYPUS fix.
+
+    File modes cannot do it when the tests run as root (root reads a mode-000 file), so the rapl meter's
+    one read function (``cnnbench.meters.rapl._read_file``) is wrapped to raise exactly what ``open()``
+    raises for a non-root user on a root-only file: ``PermissionError(EACCES, ..., path)``. Every other
+    file is read for real.
+    """
+    import cnnbench.meters.rapl as rapl
+
+    targets = {os.path.realpath(p) for p in paths}
+    original = rapl._read_file
+
+    def read(path: str) -> str:
+        if os.path.realpath(path) in targets:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return original(path)
+
+    rapl._read_file = read
+    try:
+        yield
+    finally:
+        rapl._read_file = original
+
+
+# -- a fake pynvml ----------------------------------------------------------------------------------
+
+_NVML_ERRORS = {
+    "NVML_ERROR_UNINITIALIZED": 1,
+    "NVML_ERROR_INVALID_ARGUMENT": 2,
+    "NVML_ERROR_NOT_SUPPORTED": 3,
+    "NVML_ERROR_NO_PERMISSION": 4,
+    "NVML_ERROR_DRIVER_NOT_LOADED": 9,
+    "NVML_ERROR_LIBRARY_NOT_FOUND": 12,
+    "NVML_ERROR_GPU_IS_LOST": 15,
+    "NVML_ERROR_UNKNOWN": 999,
+}
+_NVML_ERROR_TEXT = {
+    1: "Uninitialized", 2: "Invalid Argument", 3: "Not Supported", 4: "Insufficient Permissions",
+    9: "Driver Not Loaded", 12: "NVML Shared Library Not Found", 15: "GPU is lost", 999: "Unknown Error",
+}
+
+
+@dataclass
+class FakeGpu:
+    """One GPU of :func:`fake_pynvml`, drawing constant ``watts``."""
+
+    name: str = "NVIDIA H200"
+    uuid: str = "GPU-8a3f6c2e-1b4d-4e5f-9a7b-0c1d2e3f4a5b"
+    pci_bus_id: str = "00000000:17:00.0"
+    watts: float = 300.0
+    #: What nvmlDeviceGetPowerUsage reports (default: ``watts``); set it apart to make the cross-check fail.
+    power_watts: float | None = None
+    #: False: nvmlDeviceGetTotalEnergyConsumption raises NOT_SUPPORTED (pre-Volta).
+    energy_counter: bool = True
+    #: False: nvmlDeviceGetPowerUsage raises NOT_SUPPORTED.
+    power: bool = True
+    #: The counter holds its value between refreshes of this period (0: continuous).
+    update_period_s: float = 0.0
+    start_mj: int = 123_456_789
+    ecc: tuple[int, int] = (1, 1)
+    clocks_mhz: dict[str, int] = field(default_factory=lambda: {"sm": 1980, "mem": 3201, "graphics": 1980})
+    max_clocks_mhz: dict[str, int] = field(default_factory=lambda: {"sm": 1980, "mem": 3201, "graphics": 1980})
+    application_clocks_mhz: dict[str, int] = field(default_factory=lambda: {"sm": 1980, "mem": 3201})
+    power_limit_w: float = 700.0
+    memory_total_bytes: int = 143771 * 2**20
+    #: monotonic time from which every call raises GPU_IS_LOST (None: never).
+    lost_at: float | None = None
+    t0: float = field(default_factory=time.monotonic)
+
+    def lose(self, at: float | None = None) -> None:
+        """The GPU falls off the bus now (or at monotonic time ``at``)."""
+        self.lost_at = time.monotonic() if at is None else at
+
+    def joules(self, start: float, end: float) -> float:
+        """The true energy over ``[start, end]``."""
+        return self.watts * (end - start)
+
+
+def fake_pynvml(
+    *gpus: FakeGpu,
+    driver: str = "550.54.15",
+    cuda_driver_version: int = 12040,
+    init_error: int | None = None,
+) -> types.ModuleType:
+    """A module that behaves like nvidia-ml-py's ``pynvml`` for these GPUs (index order as given).
+
+    ``init_error`` makes ``nvmlInit`` fail with that NVML code (e.g. 12: library not found). The module
+    counts ``nvmlInit`` and ``nvmlShutdown`` calls in ``init_calls`` and ``shutdown_calls``.
+    """
+    mod = types.ModuleType("pynvml")
+    mod.__file__ = "<cnnbench.testing.fake_pynvml>"
+
+    class NVMLError(Exception):
+        def __init__(self, value: int):
+            super().__init__(value)
+            self.value = value
+
+        def __str__(self) -> str:
+            return _NVML_ERROR_TEXT.get(self.value, f"NVML error {self.value}")
+
+    mod.NVMLError = NVMLError
+    for const, value in _NVML_ERRORS.items():
+        setattr(mod, const, value)
+    mod.NVML_CLOCK_GRAPHICS, mod.NVML_CLOCK_SM, mod.NVML_CLOCK_MEM = 0, 1, 2
+    clock_names = {0: "graphics", 1: "sm", 2: "mem"}
+    state = {"initialised": 0}
+    mod.init_calls = 0
+    mod.shutdown_calls = 0
+    mod.gpus = list(gpus)
+
+    def nvmlInit():
+        mod.init_calls += 1
+        if init_error is not None:
+            raise NVMLError(init_error)
+        state["initialised"] += 1
+
+    def nvmlShutdown():
+        mod.shutdown_calls += 1
+        if state["initialised"] <= 0:
+            raise NVMLError(1)
+        state["initialised"] -= 1
+
+    def check_init():
+        if state["initialised"] <= 0:
+            raise NVMLError(1)
+
+    def device(fn):
+        def call(handle, *args):
+            check_init()
+            if handle.lost_at is not None and time.monotonic() >= handle.lost_at:
+                raise NVMLError(15)
+            return fn(handle, *args)
+
+        call.__name__ = fn.__name__
+        return call
+
+    def nvmlDeviceGetCount():
+        check_init()
+        return len(gpus)
+
+    def nvmlDeviceGetHandleByIndex(index):
+        check_init()
+        if not 0 <= index < len(gpus):
+            raise NVMLError(2)
+        return gpus[index]
+
+    @device
+    def nvmlDeviceGetTotalEnergyConsumption(gpu):
+        if not gpu.energy_counter:
+            raise NVMLError(3)
+        t = time.monotonic() - gpu.t0
+        if gpu.update_period_s:
+            t = math.floor(t / gpu.update_period_s) * gpu.update_period_s
+        return gpu.start_mj + int(gpu.watts * t * 1e3)
+
+    @device
+    def nvmlDeviceGetPowerUsage(gpu):
+        if not gpu.power:
+            raise NVMLError(3)
+        return int(round((gpu.watts if gpu.power_watts is None else gpu.power_watts) * 1e3))
+
+    @device
+    def nvmlDeviceGetPciInfo(gpu):
+        legacy = gpu.pci_bus_id[4:] if len(gpu.pci_bus_id.split(":")[0]) == 8 else gpu.pci_bus_id
+        return types.SimpleNamespace(busId=gpu.pci_bus_id, busIdLegacy=legacy)
+
+    simple = {
+        "nvmlDeviceGetUUID": lambda g: g.uuid,
+        "nvmlDeviceGetName": lambda g: g.name,
+        "nvmlDeviceGetSerial": lambda g: "1650123456789",
+        "nvmlDeviceGetVbiosVersion": lambda g: "96.00.99.00.01",
+        "nvmlDeviceGetEccMode": lambda g: list(g.ecc),
+        "nvmlDeviceGetPersistenceMode": lambda g: 1,
+        "nvmlDeviceGetPerformanceState": lambda g: 0,
+        "nvmlDeviceGetClockInfo": lambda g, c: g.clocks_mhz[clock_names[c]],
+        "nvmlDeviceGetMaxClockInfo": lambda g, c: g.max_clocks_mhz[clock_names[c]],
+        "nvmlDeviceGetApplicationsClock": lambda g, c: g.application_clocks_mhz[clock_names[c]],
+        "nvmlDeviceGetDefaultApplicationsClock": lambda g, c: g.application_clocks_mhz[clock_names[c]],
+        "nvmlDeviceGetPowerManagementLimit": lambda g: int(g.power_limit_w * 1e3),
+        "nvmlDeviceGetEnforcedPowerLimit": lambda g: int(g.power_limit_w * 1e3),
+        "nvmlDeviceGetPowerManagementDefaultLimit": lambda g: int(g.power_limit_w * 1e3),
+        "nvmlDeviceGetPowerManagementLimitConstraints": lambda g: [200_000, int(g.power_limit_w * 1e3)],
+        "nvmlDeviceGetMemoryInfo": lambda g: types.SimpleNamespace(total=g.memory_total_bytes, used=0, free=g.memory_total_bytes),
+    }
+    for fname, fn in simple.items():
+        fn.__name__ = fname
+        setattr(mod, fname, device(fn))
+    for fn in (nvmlInit, nvmlShutdown, nvmlDeviceGetCount, nvmlDeviceGetHandleByIndex,
+               nvmlDeviceGetTotalEnergyConsumption, nvmlDeviceGetPowerUsage, nvmlDeviceGetPciInfo):
+        setattr(mod, fn.__name__, fn)
+    mod.nvmlSystemGetDriverVersion = lambda: (check_init(), driver)[1]
+    mod.nvmlSystemGetCudaDriverVersion = lambda: (check_init(), cuda_driver_version)[1]
+    mod.nvmlSystemGetNVMLVersion = lambda: (check_init(), f"12.{driver}")[1]
+    return mod
+
+
+# -- a meter with known joules ----------------------------------------------------------------------
+
+
+class FakeMeter(Meter):
+    """Constant, known watts per domain: the energy of ``[a, b]`` is exactly ``watts * (b - a)``.
+
+    Settings: ``domains`` ({domain: (kind, watts)}, default 40 W cpu_package0 and 6 W dram0),
+    ``unavailable`` ({domain: reason}) and ``fail`` (a reason: the meter cannot be read at all).
+    """
+
+    name = "fake"
+    description = "known constant watts per domain (cnnbench.testing), for tests"
+    DEFAULT_DOMAINS: Mapping[str, tuple[str, float]] = {"cpu_package0": ("cpu_package", 40.0), "dram0": ("dram", 6.0)}
+
+    def open(self) -> None:
+        for domain, reason in (self.settings.get("unavailable") or {}).items():
+            self.unavailable[domain] = MeterError(reason, "none: this is a fake meter")
+        if self.settings.get("fail"):
+            raise MeterError(self.settings["fail"], "none: this is a fake meter")
+        self.watts: dict[str, float] = {}
+        for domain, (kind, watts) in (self.settings.get("domains") or self.DEFAULT_DOMAINS).items():
+            self.watts[domain] = float(watts)
+            self.domains[domain] = DomainInfo(
+                meter=self.name, kind=kind, device=f"fake {domain}", source="cnnbench.testing.FakeMeter",
+                energy_counter=True, power_samples=True,
+            )
+        self._t0: float | None = None
+
+    def sample(self, now: float) -> dict[str, Sample]:
+        if self._t0 is None:
+            self._t0 = now
+        return {d: Sample(energy_j=w * (now - self._t0), power_w=w) for d, w in self.watts.items()}
+
+    def joules(self, domain: str, start: float, end: float) -> float:
+        """The known energy of ``domain`` over ``[start, end]``."""
+        return self.watts[domain] * (end - start)
+
+
+@hookimpl
+def cnnbench_register_meters():
+    return FakeMeter
