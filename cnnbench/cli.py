@@ -52,7 +52,7 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--batch-size", metavar="B", help=f"images per iteration{many}; default: the network's")
     p.add_argument("--device", metavar="D", help=f"cpu, cuda or cuda:N{many}; default: cuda if an NVIDIA GPU is present, else cpu")
     p.add_argument("--precision", metavar="P", default="fp32", help=f"{', '.join(PRECISIONS)}{many} (default fp32)")
-    p.add_argument("--kernels", metavar="K", default="vendor", help=f"vendor (cuDNN/oneDNN) or native (im2col+GEMM){many} (default vendor)")
+    p.add_argument("--kernels", metavar="K", help=f"vendor (cuDNN/oneDNN) or native (im2col+GEMM){many}; default: each framework's first (vendor where it has one)")
     p.add_argument("--threads", metavar="T", help=f"compute threads{many}; default: the framework's")
     g = p.add_argument_group("measurement")
     g.add_argument("--warmup", metavar="N", default="2", help="warm-up iterations, not timed (default 2)")
@@ -60,7 +60,10 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     g.add_argument("--repeats", metavar="R", default="5", help="timed windows per cell (default 5)")
     g.add_argument("--iterations", metavar="N", help="fixed iterations per window instead of --min-time")
     g.add_argument("--timeout", metavar="S", default="1800", help="seconds per cell before its worker is stopped (default 1800)")
-    g.add_argument("--meters", metavar="M", default="auto", help="auto or none (default auto)")
+    g.add_argument("--meters", metavar="M", default="auto",
+                   help="auto (every meter readable here), none, or meter names, e.g. rapl,nvml or rapl:psys (default auto)")
+    g.add_argument("--idle", metavar="S", default="5",
+                   help="seconds of idle power measured before the grid, subtracted for above-idle energy; 0: none (default 5)")
     p.add_argument("--json", action="store_true", help="machine-readable results on stdout")
 
 
@@ -146,11 +149,10 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
     batch_sizes = positive_ints("--batch-size", batches) if batches else [None]
     devices = [check_device(d) for d in (_values(args, "device", "--device", single) or [default_device()])]
     precisions = [check_choice("precision", p, PRECISIONS) for p in _values(args, "precision", "--precision", single)]
-    kernels = [check_choice("kernels", k, KERNELS) for k in _values(args, "kernels", "--kernels", single)]
+    kernel_list = _values(args, "kernels", "--kernels", single)
+    kernels = [check_choice("kernels", k, KERNELS) for k in kernel_list] if kernel_list else [None]
     threads_list = _values(args, "threads", "--threads", single)
     threads = positive_ints("--threads", threads_list) if threads_list else [None]
-    if args.meters not in ("auto", "none"):
-        raise UsageError(f"unknown meter '{args.meters}'; valid choices: auto, none (no meter plugins are installed)")
     iterations = positive_int("--iterations", args.iterations) if args.iterations is not None else None
     measurement = Measurement(
         warmup=positive_int("--warmup", args.warmup, allow_zero=True),
@@ -168,7 +170,8 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
             batch_size=batch or spec.default_batch_size,
             device=device,
             precision=precision,
-            kernels=kernel,
+            # unnamed: the framework's first family (vendor, or native for the Caffe-style engine)
+            kernels=kernel or host.adapter(framework).capabilities(device.split(":")[0]).kernels[0],
             threads=thread,
         )
         cells.append(Cell(config, spec))
@@ -179,6 +182,7 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
 
 
 def cmd_grid(args: argparse.Namespace, single: bool) -> int:
+    from cnnbench.meters import MeterSession
     from cnnbench.plugins import get_host
     from cnnbench.report import results_json, results_table
     from cnnbench.runner import run_grid
@@ -186,26 +190,45 @@ def cmd_grid(args: argparse.Namespace, single: bool) -> int:
     host = get_host()
     cells, measurement = plan(args, host, single)
     timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
-    energy_note = (
-        "meters disabled (--meters none)" if args.meters == "none"
-        else "no power meter is implemented in this cnnbench version"
-    )
+    idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
     progress = sys.stderr.isatty() and not args.json
 
-    def on_start(index: int, cell) -> None:
+    def say(text: str) -> None:
         if progress:
-            print(f"[{index + 1}/{len(cells)}] {cell.config.label()} ...", file=sys.stderr, flush=True)
+            print(text, file=sys.stderr, flush=True)
+
+    def on_start(index: int, cell) -> None:
+        say(f"[{index + 1}/{len(cells)}] {cell.config.label()} ...")
 
     results = []
-    interrupted = False
+    interrupted = 0
+    meters = MeterSession.open(args.meters, host)
+    if args.meters not in ("auto", "none"):
+        # Named meters were asked for: better to say now that one cannot be read than after the grid.
+        broken = {name: why for name, why in meters.unavailable.items() if ":" not in name}
+        if broken:
+            meters.close()
+            name, why = next(iter(broken.items()))
+            raise UsageError(f"meter '{name}' cannot be read here: {why}")
     try:
-        for result in run_grid(cells, measurement, host, timeout=timeout, energy_unavailable=energy_note, on_start=on_start):
+        if meters.domains:
+            meters.start()
+            if idle_s:
+                say(f"measuring idle power for {idle_s:g} s ...")
+                meters.idle(idle_s)
+        for result in run_grid(cells, measurement, host, timeout=timeout, meters=meters,
+                               energy_unavailable=meters.no_energy_reason, on_start=on_start):
             results.append(result)
     except (KeyboardInterrupt, Terminated) as exc:
         interrupted = 130 if isinstance(exc, KeyboardInterrupt) else 143
         print(f"cnnbench: interrupted; {len(results)} of {len(cells)} cells finished", file=sys.stderr)
+    finally:
+        meters.close()
     if args.json:
-        print(results_json(results, {"measurement": measurement.__dict__}))
+        extra = {"measurement": measurement.__dict__, "meters": {
+            "domains": {d: info.to_dict() for d, info in meters.domains.items()},
+            "unavailable": meters.unavailable, "idle_power_w": dict(meters.idle_power or {}), "idle_s": idle_s}}
+        print(results_json(results, extra))
     else:
         print(results_table(results))
     if interrupted:
@@ -277,10 +300,14 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "plugin": host.adapter_plugin(name),
             }
         )
+    from cnnbench.meters import MeterSession
+
+    meters = MeterSession.probe_all(host)
     failures = [f.__dict__ for f in host.failures]
     networks = sorted(builtin_networks())
     if args.json:
-        print(json.dumps({"frameworks": frameworks, "plugin_errors": failures, "meters": [], "networks": networks}, indent=2))
+        print(json.dumps({"frameworks": frameworks, "plugin_errors": failures, "meters": meters,
+                          "networks": networks}, indent=2))
         return 0
     from tabulate import tabulate
 
@@ -295,7 +322,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("\nplugins that failed to load (skipped)")
         for f in failures:
             print(f"  {f['plugin']} ({f['origin']}): {f['error']}")
-    print("\nmeters\n  none: energy metering is not implemented in this cnnbench version")
+    print("\nmeters")
+    for m in meters:
+        if m["readable"]:
+            line = f"  {m['name']}: readable: {', '.join(m['domains'])}"
+        else:
+            fix = f"; fix: {m['fix']}" if m.get("fix") else ""
+            line = f"  {m['name']}: not readable: {m['reason']}{fix}"
+        print(line)
+        for key, why in (m.get("unavailable") or {}).items():
+            if m["readable"]:
+                print(f"    {key}: {why}")
     print("\nnetworks\n  " + ", ".join(networks))
     return 0
 

@@ -44,14 +44,16 @@ def positive_int(axis: str, value: str | int, allow_zero: bool = False) -> int:
     return number
 
 
-def positive_float(axis: str, value: str | float, maximum: float) -> float:
+def positive_float(axis: str, value: str | float, maximum: float, allow_zero: bool = False) -> float:
     """A positive number of seconds up to ``maximum`` (beyond it, timers overflow or runs never end)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise UsageError(f"{axis} must be a number, not '{value}'") from None
-    if not 0 < number <= maximum:  # also rejects nan
-        raise UsageError(f"{axis} must be a positive number up to {maximum:g}, not '{value}'")
+    low_ok = number >= 0 if allow_zero else number > 0
+    if not (low_ok and number <= maximum):  # also rejects nan
+        kind = "a number from 0" if allow_zero else "a positive number"
+        raise UsageError(f"{axis} must be {kind} up to {maximum:g}, not '{value}'")
     return number
 
 

@@ -24,7 +24,7 @@ from cnnbench.adapter import Availability, FrameworkAdapter
 
 #: Built-in plugins, registered through the same hooks as third-party ones. Importable from a bare
 #: checkout with ``PYTHONPATH=.:plugins``; a missing framework only makes its adapter "unavailable".
-DEFAULT_PLUGINS: tuple[str, ...] = ("cnnbench_torch",)
+DEFAULT_PLUGINS: tuple[str, ...] = ("cnnbench.meters.builtin", "cnnbench_caffe", "cnnbench_torch")
 ENTRY_POINT_GROUP = "cnnbench"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -64,6 +64,7 @@ class PluginHost:
                 dist = ep.dist.name if ep.dist is not None else "unknown distribution"
                 self._register(ep.name, f"entry point of {dist}", ep.load)
         self._adapters: dict[str, type[FrameworkAdapter]] | None = None
+        self._meters: dict[str, type] | None = None
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -164,6 +165,32 @@ class PluginHost:
             return Availability(False, None, f"its availability check raised {type(exc).__name__}: {exc}",
                                 getattr(cls, "install_hint", None))
 
+    # -- meters -----------------------------------------------------------------------------------
+
+    def meters(self) -> dict[str, type]:
+        """Meter classes by name, sorted; invalid and duplicate ones are recorded as failures."""
+        if self._meters is not None:
+            return self._meters
+        found: dict[str, tuple[str, type]] = {}
+        for plugin, cls in self._collect("cnnbench_register_meters"):
+            origin = self.origins[plugin]
+            problem = _meter_problem(cls)
+            if problem:
+                self._fail(plugin, origin, problem)
+                continue
+            if cls.name in found:
+                first_plugin, first = found[cls.name]
+                self._fail(
+                    plugin,
+                    origin,
+                    f"meter name '{cls.name}' is registered twice: by {_qualname(first)} (plugin "
+                    f"'{first_plugin}') and by {_qualname(cls)} (plugin '{plugin}'); the second is ignored",
+                )
+                continue
+            found[cls.name] = (plugin, cls)
+        self._meters = {name: found[name][1] for name in sorted(found)}
+        return self._meters
+
 
 def _qualname(cls: Any) -> str:
     return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
@@ -180,6 +207,22 @@ def _adapter_problem(cls: Any) -> str | None:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         return f"adapter {_qualname(cls)} does not implement: {missing}"
+    return None
+
+
+def _meter_problem(cls: Any) -> str | None:
+    from cnnbench.meters.base import Meter  # here, so that loading plugins stays light
+
+    if not (inspect.isclass(cls) and issubclass(cls, Meter)):
+        return f"cnnbench_register_meters() returned {cls!r}, which is not a Meter subclass"
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        return f"meter {_qualname(cls)} has no valid 'name' (lower-case letters, digits, '_' or '-'): {name!r}"
+    if name in ("auto", "none"):
+        return f"meter {_qualname(cls)} uses the reserved name '{name}' (a --meters keyword)"
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        return f"meter {_qualname(cls)} does not implement: {missing}"
     return None
 
 

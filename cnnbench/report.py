@@ -47,6 +47,9 @@ def results_table(results: list[Result]) -> str:
             notes.append(text)
         return f"[{notes.index(text) + 1}]"
 
+    metered = any(r.energy_total for r in results)
+    dynamic = any(r.energy_total and r.energy_total.get("dynamic_energy_per_image_j") is not None for r in results)
+    shares = any(r.energy_total and r.energy_total.get("cpu_share") is not None for r in results)
     rows = []
     for r in results:
         row = [_axis_value(r, attr) for attr, _ in varying]
@@ -55,19 +58,36 @@ def results_table(results: list[Result]) -> str:
             row += [f"{r.time_per_iter_ms:,.2f}{spread}", _fmt(r.images_per_s, 1), _fmt(r.gflops_per_s, 1)]
         else:
             row += ["-", "-", "-"]
-        if r.energy:
-            row.append(", ".join(f"{d} {v['energy_per_image_j']:.4g} ({v['method']})" for d, v in r.energy.items()))
+        total = r.energy_total
+        if total:
+            row += [f"{total['energy_per_image_j']:.4g}", f"{total['power_w']:.1f}", total["method"]]
+            if dynamic:
+                value = total.get("dynamic_energy_per_image_j")
+                row.append("-" if value is None else f"{value:.4g}")
+            if shares:
+                row.append("-" if total.get("cpu_share") is None else f"{total['cpu_share']:.0%}")
+            row.append(", ".join(
+                f"{d} {e['energy_per_image_j']:.3g}" if e.get("energy_per_image_j") is not None
+                else f"{d} error {note(e.get('error') or 'no reading')}"
+                for d, e in r.energy.items()
+            ))
         elif r.status == "ok":
             row.append(f"unavailable {note(r.energy_unavailable or 'no meter reading')}")
+            row += [""] * ((3 + dynamic + shares) if metered else 0)
         else:
             row.append("-")
+            row += [""] * ((3 + dynamic + shares) if metered else 0)
         row.append(r.status if not r.reason else f"{r.status} {note(r.reason)}")
         rows.append(row)
+    energy_heads = ["energy J/image"]
+    if metered:
+        energy_heads = ["J/image", "W", "method"] + (["above idle J/image"] if dynamic else []) + (
+            ["CPU share"] if shares else []) + ["by domain J/image"]
     headers = [head for _, head in varying] + [
         "ms/iter (median ± sd)",
         "images/s",
         "GFLOP/s",
-        "energy J/image",
+        *energy_heads,
         "status",
     ]
     lines = []
@@ -77,6 +97,11 @@ def results_table(results: list[Result]) -> str:
     if notes:
         lines.append("")
         lines.extend(f"[{i}] {text}" for i, text in enumerate(notes, 1))
+    if metered:
+        lines.append(
+            "J/image and W: package + DRAM + the run's GPU over the timed windows; method: counter (energy "
+            "counter), integrated (power samples) or estimated; above idle: minus the idle power measured first."
+        )
     if any(r.gflops_per_s is not None for r in results):
         lines.append(
             "GFLOP/s: the spec's counted training FLOPs (2 x multiply-adds of conv and fc, forward and backward) "

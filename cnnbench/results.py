@@ -59,6 +59,9 @@ class Result:
     gflops_per_s: float | None = None
     #: Domain ("gpu0", "cpu_package0", "dram0", ...) -> {"power_w", "energy_per_image_j", "method"}.
     energy: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: package + DRAM + the cell's GPU: energy_per_image_j, power_w, method, dynamic (above idle)
+    #: energy, and for GPU runs the CPU's share of the energy.
+    energy_total: dict[str, Any] | None = None
     #: Why there are no energy figures, when there are none.
     energy_unavailable: str | None = None
     peak_memory_bytes: int | None = None

@@ -303,17 +303,43 @@ def _to_result(cell: Cell, outcome: WorkerOutcome) -> Result:
     return result
 
 
+def _gpu_domain(result: Result, meters: Any) -> str | None:
+    """The meter domain of the GPU the worker ran on, by the UUID / PCI bus id it reported."""
+    worker = result.provenance.get("worker", {})
+    if result.device.startswith("cuda") and (worker.get("gpu_uuid") or worker.get("gpu_pci_bus_id")):
+        return meters.gpu_domain(uuid=worker.get("gpu_uuid"), pci_bus_id=worker.get("gpu_pci_bus_id"))
+    return None
+
+
+def _attach_meters(result: Result, meters: Any) -> None:
+    from cnnbench.energy import attach_energy
+
+    gpu = _gpu_domain(result, meters)
+    attach_energy(result, meters, gpu)
+    inventory = meters.inventory()
+    result.provenance["meters"] = {"periods_s": meters.periods(), "idle_power_w": dict(meters.idle_power or {})}
+    if gpu is not None:
+        # ECC, clocks, power limit and driver of the GPU the cell ran on, as NVML reports them.
+        gpus = (inventory.get("nvml") or {}).get("gpus") or []
+        result.provenance["gpu"] = next((g for g in gpus if g.get("domain") == gpu), None)
+        result.provenance["nvml"] = {k: v for k, v in (inventory.get("nvml") or {}).items() if k != "gpus"}
+
+
 def run_grid(
     cells: list[Cell],
     measurement: Measurement,
     host: PluginHost,
     *,
     timeout: float | None = None,
+    meters: Any = None,
     energy_unavailable: str | None = None,
     on_event: EventHandler | None = None,
     on_start: Callable[[int, Cell], None] | None = None,
 ) -> Iterator[Result]:
-    """Yield one Result per cell, in order; a failed cell never stops the grid."""
+    """Yield one Result per cell, in order; a failed cell never stops the grid.
+
+    ``meters`` is a started MeterSession (or None): each finished cell's windows are integrated in
+    every domain it samples."""
     for index, cell in enumerate(cells):
         if on_start is not None:
             on_start(index, cell)
@@ -325,6 +351,8 @@ def run_grid(
             result = run_cell(
                 cell, measurement, timeout=timeout, adapter_module=adapter.__module__, on_event=on_event
             )
+        if meters is not None and meters.domains and result.status == "ok":
+            _attach_meters(result, meters)
         if not result.energy:
             result.energy_unavailable = energy_unavailable
         yield result

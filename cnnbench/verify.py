@@ -3,9 +3,13 @@
 The host makes one seeded set of weights (canonical layout, see ``FrameworkAdapter.verify``), one input
 batch and labels, in float64. Each framework's worker loads them, runs one forward and backward, and
 returns the loss, the logits and every parameter gradient. Each is compared with the Caffe-style
-engine, which computes in float64 and is the reference. The measure per tensor is the largest absolute
-difference divided by the largest magnitude in the reference tensor, so that near-zero elements do not
-make the relative error meaningless.
+engine, which computes in float64 and is the reference.
+
+The measure per tensor is the normwise relative error ||x - reference|| / ||reference|| (2-norm over
+the whole tensor). An element-wise measure fails for the wrong reason: a pre-activation within rounding
+of zero lands on the other side of a ReLU in lower precision, which zeroes or passes that unit's
+gradient entirely, so single elements of an otherwise faithful gradient can be off by 100 %. A wrong
+layout, a missing layer or a wrong loss gives errors near 1 either way.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from cnnbench.runner import run_worker
 from cnnbench.spec import NetworkSpec
 
 REFERENCE = "caffe"
-#: Largest accepted relative error per tensor, by the precision the framework computes in. fp32 leaves
-#: room for summation order over ~10^4-term dot products; the others for their mantissas (10 bits for
-#: fp16 and TF32, 7 for bf16) compounded across layers.
-TOLERANCES = {"fp32": 1e-4, "tf32": 5e-3, "fp16": 2e-2, "bf16": 6e-2}
+#: Largest accepted normwise relative error per tensor, by the precision the framework computes in.
+#: fp32 leaves room for summation order and the ReLU flips it causes in deep networks (googlenet's
+#: first-layer gradient is 5e-3 from float64 in fp32, in PyTorch and in the Caffe-style engine's own
+#: fp32 path alike); the others for their mantissas (10 bits for fp16 and TF32, 7 for bf16).
+TOLERANCES = {"fp32": 1e-2, "tf32": 3e-2, "fp16": 5e-2, "bf16": 2.5e-1}
 
 
 def make_inputs(spec: NetworkSpec, batch_size: int, seed: int = 0) -> dict[str, Any]:
@@ -79,10 +84,10 @@ def relative_error(got: Any, ref: Any) -> float:
     got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     if got.shape != ref.shape:
         return math.inf
-    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-    diff = float(np.max(np.abs(got - ref))) if ref.size else 0.0
+    diff = float(np.linalg.norm((got - ref).ravel()))
     if not math.isfinite(diff):
         return math.inf
+    scale = float(np.linalg.norm(ref.ravel()))
     return diff / scale if scale > 0 else diff
 
 
@@ -177,7 +182,7 @@ def verify_table(outcomes: list[Outcome], tensors: list[str], precision: str) ->
     rows.append(["status"] + [o.status for o in outcomes])
     lines = [tabulate(rows, headers=["tensor"] + [o.framework for o in outcomes], disable_numparse=True)]
     lines.append(
-        f"\nrelative error = max |x - reference| / max |reference| per tensor; reference: the Caffe-style engine "
+        f"\nrelative error = ||x - reference|| / ||reference|| per tensor; reference: the Caffe-style engine "
         f"in float64; tolerance at {precision}: {TOLERANCES[precision]:g} ('!' marks an error above it)"
     )
     for o in outcomes:

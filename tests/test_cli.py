@@ -43,7 +43,8 @@ def test_help_is_instant_and_imports_no_framework():
 
 def test_torch_grid_of_eight_cells_all_ok(cli):
     proc = cli("compare", "--frameworks", "torch", "--network", "lenet", "--batch-size", "8,16",
-               "--precision", "fp32,bf16", "--kernels", "vendor,native", "--device", "cpu", "--json", *FAST)
+               "--precision", "fp32,bf16", "--kernels", "vendor,native", "--device", "cpu", "--meters", "none",
+               "--json", *FAST)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     results = doc["results"]
@@ -56,7 +57,7 @@ def test_torch_grid_of_eight_cells_all_ok(cli):
         for key in ("framework", "network", "device", "threads", "reason", "time_per_iter_ms", "images_per_s", "energy"):
             assert key in r
         assert r["time_per_iter_ms"] > 0 and r["images_per_s"] > 0 and r["gflops_per_s"] > 0
-        assert r["energy"] == {} and "no power meter" in r["energy_unavailable"]
+        assert r["energy"] == {} and r["energy_unavailable"] == "meters disabled (--meters none)"
         prov = r["provenance"]
         assert prov["worker"]["torch"].startswith("2.") and prov["worker"]["threads_used"] >= 1
         assert prov["host"]["logical_cpus"] >= 1
@@ -64,12 +65,13 @@ def test_torch_grid_of_eight_cells_all_ok(cli):
 
 
 def test_table_shows_axes_timing_and_energy_unavailable_with_reason(cli):
-    proc = cli("run", "--framework", "torch", "--network", "lenet", "--batch-size", "4", "--device", "cpu", *FAST)
+    proc = cli("run", "--framework", "torch", "--network", "lenet", "--batch-size", "4", "--device", "cpu", *FAST,
+               env={"CNNBENCH_POWERCAP_ROOT": "/nonexistent/powercap"})
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "network: lenet" in out and "batch: 4" in out and "precision: fp32" in out
     assert "ms/iter (median ± sd)" in out and "images/s" in out and "GFLOP/s" in out
-    assert "unavailable [1]" in out and "[1] no power meter is implemented" in out
+    assert "unavailable [1]" in out and "rapl: no powercap tree at /nonexistent/powercap" in out
 
 
 def test_cuda_without_cuda_is_unsupported_with_reason(cli):
@@ -128,11 +130,11 @@ def test_unavailable_framework_is_a_status_not_a_failure(cli, fake_site):
 def test_default_frameworks_are_the_available_ones(cli, fake_site):
     proc = cli("compare", "--network", "lenet", "--batch-size", "2", "--device", "cpu", "--json", *FAST)
     assert proc.returncode == 0, proc.stderr
-    assert [r["framework"] for r in json.loads(proc.stdout)["results"]] == ["fake", "torch"]
+    assert [r["framework"] for r in json.loads(proc.stdout)["results"]] == ["caffe", "fake", "torch"]
 
 
 BAD_INPUT = [
-    (["compare", "--frameworks", "torch,nosuch"], "unknown framework 'nosuch'; valid choices: torch"),
+    (["compare", "--frameworks", "torch,nosuch"], "unknown framework 'nosuch'; valid choices: caffe, torch"),
     (["compare", "--frameworks", "torch", "--precision", "fp8"], "unknown precision 'fp8'; valid choices: fp32, fp16, bf16, tf32"),
     (["compare", "--frameworks", "torch", "--kernels", "cudnn"], "unknown kernels 'cudnn'; valid choices: vendor, native"),
     (["compare", "--frameworks", "torch", "--device", "tpu"], "unknown device 'tpu'; valid choices: cpu, cuda, cuda:N"),
@@ -150,7 +152,8 @@ BAD_INPUT = [
     (["compare", "--frameworks", "torch", "--repeats", "0"], "--repeats must be a positive whole number"),
     (["compare", "--frameworks", "torch", "--warmup", "x"], "--warmup must be a whole number >= 0"),
     (["compare", "--frameworks", "torch", "--timeout", "0"], "--timeout must be a positive number"),
-    (["compare", "--frameworks", "torch", "--meters", "rapl"], "unknown meter 'rapl'; valid choices: auto, none"),
+    (["compare", "--frameworks", "torch", "--meters", "wattmeter"], "unknown meter 'wattmeter'; valid choices: auto, none, nvml"),
+    (["compare", "--frameworks", "torch", "--meters", "rapl:dram"], "unknown option 'dram' for meter 'rapl'"),
     (["compare", "--frameworks", "torch", "--network", "nosuch"], "unknown network 'nosuch'; valid choices: alexnet, "),
     (["compare", "--frameworks", "torch", "--network", "missing/net.toml"], "missing/net.toml"),
     (["run", "--framework", "torch", "--batch-size", "8,16"], "takes one value with 'run'"),

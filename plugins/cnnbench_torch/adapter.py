@@ -227,9 +227,20 @@ class TorchAdapter(FrameworkAdapter):
                     "gpu": props.name,
                     "gpu_compute_capability": f"{props.major}.{props.minor}",
                     "gpu_memory_bytes": props.total_memory,
+                    # how the host's NVML meter finds this device: never by index, which
+                    # CUDA_VISIBLE_DEVICES and CUDA's device ordering make differ from NVML's
+                    "gpu_uuid": str(getattr(props, "uuid", "")) or None,
+                    "gpu_pci_bus_id": _pci_bus_id(props),
                 }
             )
         return info
+
+
+def _pci_bus_id(props) -> str | None:
+    try:
+        return f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+    except AttributeError:
+        return None
 
 
 def _native_bf16(torch) -> bool:

@@ -3,7 +3,7 @@
 Its behaviour is chosen by the environment variable CNNBENCH_FAKE_MODE, which the host passes on to
 workers: ``sleep`` (default; each step sleeps CNNBENCH_FAKE_STEP_S), ``print`` (prints to stdout
 inside the step), ``stderr`` (floods stderr with undecodable bytes), ``raise``, ``unsupported``,
-``oom``, ``segfault``, ``hang``, ``exit``.
+``oom``, ``segfault``, ``hang``, ``exit``, ``wrong`` (verify returns wrong numbers).
 """
 
 from __future__ import annotations
@@ -65,6 +65,17 @@ class FakeAdapter(FrameworkAdapter):
 
     def synchronize(self, model):
         pass
+
+    def verify(self, spec, config, weights, data, labels):
+        """Mode ``wrong``: plausible shapes, wrong numbers (what verify must catch); else unsupported."""
+        if os.environ.get("CNNBENCH_FAKE_MODE") != "wrong":
+            return super().verify(spec, config, weights, data, labels)
+        import numpy as np
+
+        from cnnbench.adapter import VerifyOutput
+
+        grads = {layer: {kind: np.zeros_like(array) for kind, array in kinds.items()} for layer, kinds in weights.items()}
+        return VerifyOutput(0.0, np.zeros((len(labels), spec.num_classes)), grads)
 
 
 class UnavailableAdapter(FakeAdapter):

@@ -1,0 +1,92 @@
+"""A cell's energy: each domain integrated over the cell's timed windows, idle subtracted, totals summed.
+
+Domains add up only where they do not overlap: the CPU package contains its cores and uncore, and psys
+contains everything, so the total is package + DRAM + the GPU the cell ran on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnnbench.results import Result
+
+#: Disjoint domain kinds whose sum is what the machine measurably drew for the cell.
+TOTAL_KINDS = ("cpu_package", "dram", "gpu")
+CPU_KINDS = ("cpu_package", "dram")
+#: A total is only as good as its weakest part.
+_METHOD_RANK = {"counter": 0, "integrated": 1, "estimated": 2}
+
+
+def _weakest(methods: list[str]) -> str:
+    return max(methods, key=lambda m: _METHOD_RANK.get(m, len(_METHOD_RANK)))
+
+
+def attach_energy(result: Result, session: Any, gpu_domain: str | None) -> None:
+    """Fill ``result.energy`` and ``result.energy_total`` from the meter session's samples.
+
+    ``gpu_domain`` is the NVML domain of the device the worker ran on (found by UUID or PCI bus id);
+    other GPUs' domains are left out. A reading that cannot be trusted (a GPU lost during a window,
+    no samples) gives that domain an ``error`` and no figures; a lost GPU fails the cell.
+    """
+    if result.status != "ok" or not result.windows or not session.domains:
+        return
+    images = sum(int(w["iterations"]) for w in result.windows) * result.batch_size
+    readings: dict[str, list[Any]] = {}
+    for window in result.windows:
+        for domain, reading in session.energy(window["start"], window["end"]).items():
+            readings.setdefault(domain, []).append(reading)
+    idle = getattr(session, "idle_power", {}) or {}
+    entries: dict[str, dict[str, Any]] = {}
+    for domain, parts in readings.items():
+        info = session.domains[domain]
+        if info.kind == "gpu" and domain != gpu_domain:
+            continue
+        errors = [r.error for r in parts if r.error]
+        if errors or any(r.joules is None for r in parts):
+            entries[domain] = {"kind": info.kind, "meter": info.meter, "power_w": None, "energy_per_image_j": None,
+                               "method": None, "error": errors[0] if errors else "no reading"}
+            continue
+        joules = sum(r.joules for r in parts)
+        seconds = sum(r.seconds for r in parts)
+        entry: dict[str, Any] = {
+            "kind": info.kind,
+            "meter": info.meter,
+            "power_w": joules / seconds,
+            "energy_per_image_j": joules / images,
+            "method": _weakest([r.method for r in parts]),
+            "joules": joules,
+            "seconds": seconds,
+            "idle_power_w": idle.get(domain),
+            "dynamic_energy_per_image_j": None,
+            "warnings": sorted({w for r in parts for w in r.warnings}),
+        }
+        if idle.get(domain) is not None:
+            entry["dynamic_energy_per_image_j"] = (joules - idle[domain] * seconds) / images
+        entries[domain] = entry
+    result.energy = entries
+    result.energy_total = _totals(entries)
+    lost = [f"{d}: {e['error']}" for d, e in entries.items() if e.get("error") and "lost" in e["error"].lower()]
+    if lost:
+        result.status, result.reason = "error", f"energy reading invalid: {lost[0]}"
+
+
+def _totals(entries: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    parts = {d: e for d, e in entries.items() if e["kind"] in TOTAL_KINDS and e.get("method")}
+    if not parts:
+        return None
+    total: dict[str, Any] = {
+        "domains": sorted(parts),
+        "energy_per_image_j": sum(e["energy_per_image_j"] for e in parts.values()),
+        "power_w": sum(e["power_w"] for e in parts.values()),
+        "method": _weakest([e["method"] for e in parts.values()]),
+        "dynamic_energy_per_image_j": None,
+        "cpu_share": None,
+    }
+    if all(e["dynamic_energy_per_image_j"] is not None for e in parts.values()):
+        total["dynamic_energy_per_image_j"] = sum(e["dynamic_energy_per_image_j"] for e in parts.values())
+    kinds = {e["kind"] for e in parts.values()}
+    if "gpu" in kinds and kinds & set(CPU_KINDS):
+        # The paper's point: in GPU training the (mostly idle) CPU still draws 22-40 % of the energy.
+        cpu = sum(e["energy_per_image_j"] for e in parts.values() if e["kind"] in CPU_KINDS)
+        total["cpu_share"] = cpu / total["energy_per_image_j"]
+    return total

@@ -1,0 +1,128 @@
+"""Energy per cell: windows integrated per domain, idle subtracted, totals and the CPU's share."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from cnnbench.energy import attach_energy
+from cnnbench.meters import MeterSession
+from cnnbench.plugins import PluginHost
+from cnnbench.results import Result
+from cnnbench.testing import CounterDriver, PowercapTree
+
+FAKE_HOST = ("cnnbench.meters.builtin", "cnnbench.testing")
+
+
+def ok_result(windows, batch=8, device="cuda") -> Result:
+    return Result("torch", "lenet", batch, device, "fp32", "vendor", None, "ok", windows=windows)
+
+
+def timed_windows(n=2, seconds=0.25, iterations=10):
+    windows = []
+    for index in range(n):
+        start = time.monotonic()
+        time.sleep(seconds)
+        windows.append({"index": index, "start": start, "end": time.monotonic(), "iterations": iterations})
+    return windows
+
+
+def test_gpu_run_totals_idle_and_cpu_share():
+    host = PluginHost(default_plugins=FAKE_HOST, entry_points=False)
+    domains = {"cpu_package0": ("cpu_package", 40.0), "cpu_core0": ("core", 25.0), "dram0": ("dram", 6.0),
+               "gpu0": ("gpu", 200.0), "gpu1": ("gpu", 50.0)}
+    with MeterSession.open(["fake"], host, settings={"fake": {"domains": domains}}) as session:
+        session.idle(0.2)
+        result = ok_result(timed_windows())
+        attach_energy(result, session, "gpu0")
+    images = 2 * 10 * 8
+    seconds = sum(w["end"] - w["start"] for w in result.windows)
+    assert "gpu1" not in result.energy  # a GPU the cell did not run on
+    for domain, watts in (("cpu_package0", 40.0), ("dram0", 6.0), ("gpu0", 200.0), ("cpu_core0", 25.0)):
+        entry = result.energy[domain]
+        assert entry["power_w"] == pytest.approx(watts, rel=0.02)
+        assert entry["energy_per_image_j"] == pytest.approx(watts * seconds / images, rel=0.02)
+        assert entry["idle_power_w"] == pytest.approx(watts, rel=0.02)
+        # constant power: nothing above idle
+        assert abs(entry["dynamic_energy_per_image_j"]) < 0.02 * entry["energy_per_image_j"]
+    total = result.energy_total
+    # core is inside the package: not added again
+    assert total["domains"] == ["cpu_package0", "dram0", "gpu0"]
+    assert total["power_w"] == pytest.approx(246.0, rel=0.02)
+    assert total["cpu_share"] == pytest.approx(46 / 246, rel=0.02)
+
+
+def test_cpu_run_has_no_cpu_share_and_no_gpu():
+    host = PluginHost(default_plugins=FAKE_HOST, entry_points=False)
+    domains = {"cpu_package0": ("cpu_package", 40.0), "dram0": ("dram", 6.0), "gpu0": ("gpu", 200.0)}
+    with MeterSession.open(["fake"], host, settings={"fake": {"domains": domains}}) as session:
+        result = ok_result(timed_windows(1), device="cpu")
+        attach_energy(result, session, None)
+    assert set(result.energy) == {"cpu_package0", "dram0"}
+    assert result.energy_total["cpu_share"] is None
+    assert result.energy_total["dynamic_energy_per_image_j"] is None  # no idle measured
+
+
+def test_end_to_end_rapl_tree_at_40_w_package_and_6_w_dram(cli):
+    """The issue's check: a real run, the meter reading a powercap tree driven at known watts."""
+    with PowercapTree.intel(watts={"package": 40.0, "dram": 6.0}) as tree, CounterDriver(tree):
+        proc = cli("run", "--framework", "torch", "--network", "lenet", "--device", "cpu", "--meters", "rapl",
+                   "--idle", "0", "--batch-size", "8", "--min-time", "0.3", "--repeats", "3", "--json",
+                   env={"CNNBENCH_POWERCAP_ROOT": str(tree.root)})
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    (result,) = doc["results"]
+    energy = result["energy"]
+    assert energy["cpu_package0"]["power_w"] == pytest.approx(40.0, rel=0.05)
+    assert energy["dram0"]["power_w"] == pytest.approx(6.0, rel=0.05)
+    assert energy["cpu_package0"]["method"] == "counter"
+    images = sum(w["iterations"] for w in result["windows"]) * 8
+    seconds = sum(w["end"] - w["start"] for w in result["windows"])
+    assert energy["dram0"]["energy_per_image_j"] == pytest.approx(6.0 * seconds / images, rel=0.05)
+    assert result["energy_total"]["power_w"] == pytest.approx(46.0, rel=0.05)
+    assert result["energy_unavailable"] is None
+    assert doc["meters"]["domains"]["cpu_package0"]["kind"] == "cpu_package"
+
+
+def test_table_with_energy_and_idle(cli):
+    with PowercapTree.intel(watts={"package": 40.0, "dram": 6.0}) as tree, CounterDriver(tree):
+        proc = cli("run", "--framework", "torch", "--network", "lenet", "--device", "cpu", "--meters", "rapl",
+                   "--idle", "0.3", "--batch-size", "8", "--min-time", "0.2", "--repeats", "2",
+                   env={"CNNBENCH_POWERCAP_ROOT": str(tree.root)})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for head in ("J/image", "W", "method", "above idle J/image", "by domain J/image"):
+        assert head in out
+    assert "counter" in out and "cpu_package0" in out and "dram0" in out
+
+
+def test_no_meter_here_says_why(cli):
+    env = {"CNNBENCH_POWERCAP_ROOT": "/nonexistent/powercap"}
+    proc = cli("run", "--framework", "torch", "--network", "lenet", "--device", "cpu", "--batch-size", "2",
+               "--warmup", "0", "--iterations", "1", "--repeats", "1", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["energy"] == {} and result["energy_total"] is None
+    assert "rapl: no powercap tree at /nonexistent/powercap" in result["energy_unavailable"]
+    listed = cli("list", env=env).stdout
+    assert "rapl: not readable: no powercap tree at /nonexistent/powercap" in listed
+
+
+def test_a_named_meter_that_cannot_be_read_stops_before_the_grid(cli):
+    proc = cli("run", "--framework", "torch", "--network", "lenet", "--meters", "rapl",
+               env={"CNNBENCH_POWERCAP_ROOT": "/nonexistent/powercap"})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("cnnbench: error: meter 'rapl' cannot be read here: no powercap tree at /nonexistent")
+    assert "fix:" in lines[0]
+
+
+def test_unknown_meter_is_a_usage_error(cli):
+    proc = cli("run", "--framework", "torch", "--network", "lenet", "--meters", "wattmeter")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("cnnbench: error: unknown meter 'wattmeter'; valid choices: auto, none, nvml, "
+                                   "pyrapl, rapl")
