@@ -54,6 +54,8 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--precision", metavar="P", default="fp32", help=f"{', '.join(PRECISIONS)}{many} (default fp32)")
     p.add_argument("--kernels", metavar="K", help=f"vendor (cuDNN/oneDNN) or native (im2col+GEMM){many}; default: each framework's first (vendor where it has one)")
     p.add_argument("--threads", metavar="T", help=f"compute threads{many}; default: the framework's")
+    p.add_argument("--option", metavar="NAME=VALUE", action="append", default=[],
+                   help="an adapter-specific switch, e.g. xla=on for tensorflow (repeatable; see cnnbench list)")
     g = p.add_argument_group("measurement")
     g.add_argument("--warmup", metavar="N", default="2", help="warm-up iterations, not timed (default 2)")
     g.add_argument("--min-time", metavar="S", default="1.0", help="each timed window lasts at least S seconds (default 1)")
@@ -160,6 +162,7 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
         repeats=positive_int("--repeats", args.repeats),
         iterations=iterations,
     )
+    options = _options(args.option, frameworks, host)
     cells = []
     for framework, spec, batch, device, precision, kernel, thread in itertools.product(
         frameworks, networks, batch_sizes, devices, precisions, kernels, threads
@@ -173,9 +176,32 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
             # unnamed: the framework's first family (vendor, or native for the Caffe-style engine)
             kernels=kernel or host.adapter(framework).capabilities(device.split(":")[0]).kernels[0],
             threads=thread,
+            options=options.get(framework, ()),
         )
         cells.append(Cell(config, spec))
     return cells, measurement
+
+
+def _options(texts: list[str], frameworks: list[str], host) -> dict[str, tuple[tuple[str, str], ...]]:
+    """``--option NAME=VALUE`` checked against the adapters that declare NAME; each applies to those."""
+    declared = {f: host.adapter(f).options for f in frameworks}
+    chosen: dict[str, dict[str, str]] = {f: {} for f in frameworks}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise UsageError(f"--option takes NAME=VALUE, not '{text}'")
+        owners = [f for f, opts in declared.items() if name in opts]
+        if not owners:
+            valid = sorted({f"{n} ({f})" for f, opts in declared.items() for n in opts})
+            raise UsageError(f"unknown option '{name}' for {', '.join(frameworks)}; valid choices: "
+                             f"{', '.join(valid) or '(none: these adapters take no options)'}")
+        for framework in owners:
+            allowed = declared[framework][name][0]
+            if allowed and value not in allowed:
+                raise UsageError(f"option {name} takes {', '.join(allowed)}, not '{value}'")
+            chosen[framework][name] = value
+    return {f: tuple(sorted(opts.items())) for f, opts in chosen.items()}
 
 
 # -- commands ---------------------------------------------------------------------------------------

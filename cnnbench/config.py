@@ -105,6 +105,11 @@ class RunConfig:
     #: An optimizer update after backward (off by default: the paper times forward + backward).
     optimizer: bool = False
     seed: int = 0
+    #: Adapter-specific switches (``--option xla=on``), checked against the adapter's ``options``.
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        return dict(self.options).get(name, default)
 
     @property
     def device_kind(self) -> str:
@@ -121,11 +126,14 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        values["options"] = tuple(tuple(pair) for pair in values.get("options", ()))
+        return cls(**values)
 
     def label(self) -> str:
         threads = f" t{self.threads}" if self.threads else ""
+        options = "".join(f" {k}={v}" for k, v in self.options)
         return (
             f"{self.framework} {self.network} bs{self.batch_size} {self.device} "
-            f"{self.precision} {self.kernels}{threads}"
+            f"{self.precision} {self.kernels}{threads}{options}"
         )

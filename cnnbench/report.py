@@ -15,6 +15,7 @@ AXES = (
     ("precision", "precision"),
     ("kernels", "kernels"),
     ("threads", "threads"),
+    ("options", "options"),
 )
 
 
@@ -22,6 +23,8 @@ def _axis_value(result: Result, attr: str) -> str:
     value = getattr(result, attr)
     if attr == "threads" and value is None:
         return "default"
+    if attr == "options":
+        return " ".join(f"{k}={v}" for k, v in value.items()) or "-"
     return str(value)
 
 
@@ -37,7 +40,8 @@ def results_table(results: list[Result]) -> str:
     if not results:
         return "no results"
     varying = [(attr, head) for attr, head in AXES if len({_axis_value(r, attr) for r in results}) > 1]
-    fixed = [(head, _axis_value(results[0], attr)) for attr, head in AXES if (attr, head) not in varying]
+    fixed = [(head, _axis_value(results[0], attr)) for attr, head in AXES
+             if (attr, head) not in varying and not (attr == "options" and not results[0].options)]
     if not varying:
         varying = [AXES[0]]
     notes: list[str] = []

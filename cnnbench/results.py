@@ -49,6 +49,8 @@ class Result:
     threads: int | None
     status: str
     reason: str | None = None
+    #: Adapter-specific switches the cell ran with (``--option``), e.g. {"xla": "on"}.
+    options: dict[str, str] = field(default_factory=dict)
     time_per_iter_ms: float | None = None
     time_per_iter_ms_stdev: float | None = None
     time_per_iter_ms_min: float | None = None

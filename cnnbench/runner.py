@@ -46,6 +46,7 @@ def new_result(config: RunConfig, status: str, reason: str | None = None) -> Res
         threads=config.threads,
         status=status,
         reason=reason,
+        options=dict(config.options),
     )
 
 
