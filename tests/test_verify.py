@@ -42,6 +42,18 @@ def test_torch_matches_the_reference_in_fp32_and_bf16(cli):
         assert all(v == 0 for v in caffe["errors"].values())
 
 
+def test_one_transposed_weight_is_caught(cli, fake_site):
+    proc = cli("verify", "--frameworks", "torch,torch-transposed", "--network", "lenet", "--json")
+    assert proc.returncode == 1, proc.stderr
+    torch, transposed = json.loads(proc.stdout)["results"]
+    assert torch["status"] == "ok"
+    assert transposed["status"] == "mismatch"
+    # conv2's own gradient, the logits and the loss all move far past the fp32 tolerance
+    for name in ("loss", "logits", "conv2/weight", "fc1/weight"):
+        assert transposed["errors"][name] > 10 * transposed["tolerance"], name
+    assert torch["errors"]["conv2/weight"] < transposed["tolerance"]
+
+
 def test_a_wrong_adapter_fails_and_an_unsupported_one_is_a_status(cli, fake_site):
     proc = cli("verify", "--frameworks", "torch,fake", "--network", "lenet", env={"CNNBENCH_FAKE_MODE": "wrong"})
     assert proc.returncode == 1, proc.stderr

@@ -87,6 +87,21 @@ class UnavailableAdapter(FakeAdapter):
     availability = classmethod(FrameworkAdapter.availability.__func__)
 
 
+def _transposed_torch():
+    """PyTorch with one classic bug: conv2's kernel loaded with its spatial axes swapped (kw, kh)."""
+    from cnnbench_torch.adapter import TorchAdapter
+
+    class TransposedTorch(TorchAdapter):
+        name = "torch-transposed"
+
+        def verify(self, spec, config, weights, data, labels):
+            weights = {layer: dict(kinds) for layer, kinds in weights.items()}
+            weights["conv2"]["weight"] = weights["conv2"]["weight"].transpose(0, 1, 3, 2).copy()
+            return super().verify(spec, config, weights, data, labels)
+
+    return TransposedTorch
+
+
 @hookimpl
 def cnnbench_register_adapters():
-    return [FakeAdapter, UnavailableAdapter]
+    return [FakeAdapter, UnavailableAdapter, _transposed_torch()]
