@@ -98,15 +98,10 @@ def _import(file: str | None, output: str | None) -> int:
     if not file:
         raise UsageError("cnnbench networks import: error: name the .prototxt file to import")
     from cnnbench.prototxt import dumps_spec_toml, prototxt_to_data
-    from cnnbench.spec import SpecError, parse_spec
+    from cnnbench.spec import parse_spec, read_text
 
-    path = Path(file)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"{file}: cannot read: {exc.strerror or exc}") from None
-    data = prototxt_to_data(text, str(path))
-    spec = parse_spec(data, str(path))  # a definition we could not run is an error here, not later
+    data = prototxt_to_data(read_text(file), file)
+    spec = parse_spec(data, file)  # a definition we could not run is an error here, not later
     toml_text = dumps_spec_toml(data)
     if output:
         Path(output).write_text(toml_text)

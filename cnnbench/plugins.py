@@ -115,15 +115,15 @@ class PluginHost:
 
     # -- adapters ---------------------------------------------------------------------------------
 
-    def adapters(self) -> dict[str, type[FrameworkAdapter]]:
-        """Adapter classes by name, sorted; invalid and duplicate ones are recorded as failures."""
-        if self._adapters is not None:
-            return self._adapters
-        found: dict[str, tuple[str, type[FrameworkAdapter]]] = {}
-        self._adapter_plugins: dict[str, str] = {}
-        for plugin, cls in self._collect("cnnbench_register_adapters"):
+    def _registry(
+        self, hook_name: str, kind: str, problem_of: Callable[[Any], str | None]
+    ) -> dict[str, tuple[str, Any]]:
+        """Classes a registration hook returned, by name, sorted: name -> (plugin, class). Invalid
+        classes and later duplicates of a name are recorded as failures naming both classes."""
+        found: dict[str, tuple[str, Any]] = {}
+        for plugin, cls in self._collect(hook_name):
             origin = self.origins[plugin]
-            problem = _adapter_problem(cls)
+            problem = problem_of(cls)
             if problem:
                 self._fail(plugin, origin, problem)
                 continue
@@ -132,13 +132,19 @@ class PluginHost:
                 self._fail(
                     plugin,
                     origin,
-                    f"adapter name '{cls.name}' is registered twice: by {_qualname(first)} (plugin "
+                    f"{kind} name '{cls.name}' is registered twice: by {_qualname(first)} (plugin "
                     f"'{first_plugin}') and by {_qualname(cls)} (plugin '{plugin}'); the second is ignored",
                 )
                 continue
             found[cls.name] = (plugin, cls)
-        self._adapters = {name: found[name][1] for name in sorted(found)}
-        self._adapter_plugins = {name: found[name][0] for name in self._adapters}
+        return {name: found[name] for name in sorted(found)}
+
+    def adapters(self) -> dict[str, type[FrameworkAdapter]]:
+        """Adapter classes by name, sorted; invalid and duplicate ones are recorded as failures."""
+        if self._adapters is None:
+            registry = self._registry("cnnbench_register_adapters", "adapter", _adapter_problem)
+            self._adapters = {name: cls for name, (_, cls) in registry.items()}
+            self._adapter_plugins = {name: plugin for name, (plugin, _) in registry.items()}
         return self._adapters
 
     def adapter(self, name: str) -> type[FrameworkAdapter]:
@@ -169,26 +175,9 @@ class PluginHost:
 
     def meters(self) -> dict[str, type]:
         """Meter classes by name, sorted; invalid and duplicate ones are recorded as failures."""
-        if self._meters is not None:
-            return self._meters
-        found: dict[str, tuple[str, type]] = {}
-        for plugin, cls in self._collect("cnnbench_register_meters"):
-            origin = self.origins[plugin]
-            problem = _meter_problem(cls)
-            if problem:
-                self._fail(plugin, origin, problem)
-                continue
-            if cls.name in found:
-                first_plugin, first = found[cls.name]
-                self._fail(
-                    plugin,
-                    origin,
-                    f"meter name '{cls.name}' is registered twice: by {_qualname(first)} (plugin "
-                    f"'{first_plugin}') and by {_qualname(cls)} (plugin '{plugin}'); the second is ignored",
-                )
-                continue
-            found[cls.name] = (plugin, cls)
-        self._meters = {name: found[name][1] for name in sorted(found)}
+        if self._meters is None:
+            registry = self._registry("cnnbench_register_meters", "meter", _meter_problem)
+            self._meters = {name: cls for name, (_, cls) in registry.items()}
         return self._meters
 
 

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from cnnbench.layers import SpecError, is_int, is_number, show
-from cnnbench.spec import DATA, NetworkSpec, parse_spec
+from cnnbench.spec import DATA, NetworkSpec, parse_spec, read_text
 from cnnbench.textformat import Ident, Message, parse_prototxt
 
 __all__ = ["load_prototxt", "prototxt_to_data", "dumps_spec_toml", "parse_prototxt", "Message"]
@@ -49,14 +49,7 @@ class ImportedSpec(dict):
 def load_prototxt(path: str | os.PathLike) -> NetworkSpec:
     """Read a Caffe prototxt and parse it as a spec; the path is the source named in errors."""
     source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as file:
-            text = file.read()
-    except OSError as err:
-        raise SpecError(f"{source}: cannot read: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise SpecError(f"{source}: cannot read: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    return parse_spec(prototxt_to_data(text, source), source)
+    return parse_spec(prototxt_to_data(read_text(source), source), source)
 
 
 def prototxt_to_data(text: str, source: str = "<string>") -> dict:

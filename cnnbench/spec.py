@@ -106,17 +106,21 @@ class NetworkSpec:
 # -- loading ------------------------------------------------------------------------------------------
 
 
-def load_spec(path: str | os.PathLike) -> NetworkSpec:
-    """Read and parse a TOML spec file; the path is the source named in errors."""
+def read_text(path: str | os.PathLike) -> str:
+    """A spec file's text; an unreadable or non-UTF-8 file is a SpecError naming it."""
     source = os.fspath(path)
     try:
         with open(source, encoding="utf-8") as file:
-            text = file.read()
+            return file.read()
     except OSError as err:
         raise SpecError(f"{source}: cannot read: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise SpecError(f"{source}: cannot read: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    return loads_spec(text, source)
+
+
+def load_spec(path: str | os.PathLike) -> NetworkSpec:
+    """Read and parse a TOML spec file; the path is the source named in errors."""
+    return loads_spec(read_text(path), os.fspath(path))
 
 
 def loads_spec(text: str, source: str = "<string>") -> NetworkSpec:
