@@ -50,12 +50,15 @@ def new_result(config: RunConfig, status: str, reason: str | None = None) -> Res
     )
 
 
-def preflight(cell: Cell, host: PluginHost) -> Result | None:
-    """A Result for a cell that needs no worker (framework unavailable, axis value unsupported)."""
+def preflight(cell: Cell, host: PluginHost, own_interpreter: bool = False) -> Result | None:
+    """A Result for a cell that needs no worker (framework unavailable, axis value unsupported).
+
+    With ``own_interpreter`` the framework runs under another Python, whose packages the host cannot
+    see: its worker says whether the framework imports there."""
     config = cell.config
     cls = host.adapter(config.framework)
     availability = host.availability(config.framework)
-    if not availability.available:
+    if not availability.available and not own_interpreter:
         hint = f"; install with: {availability.install_hint}" if availability.install_hint else ""
         return new_result(config, "unavailable", f"{availability.reason}{hint}")
     caps = cls.capabilities(config.device_kind)
@@ -333,6 +336,7 @@ def run_grid(
     *,
     timeout: float | None = None,
     meters: Any = None,
+    pythons: dict[str, str] | None = None,
     energy_unavailable: str | None = None,
     on_event: EventHandler | None = None,
     on_start: Callable[[int, Cell], None] | None = None,
@@ -340,17 +344,21 @@ def run_grid(
     """Yield one Result per cell, in order; a failed cell never stops the grid.
 
     ``meters`` is a started MeterSession (or None): each finished cell's windows are integrated in
-    every domain it samples."""
+    every domain it samples. ``pythons`` maps a framework to the interpreter its workers run under
+    (its own environment); the others run under this one."""
+    pythons = pythons or {}
     for index, cell in enumerate(cells):
         if on_start is not None:
             on_start(index, cell)
-        result = preflight(cell, host)
+        python = pythons.get(cell.config.framework)
+        result = preflight(cell, host, own_interpreter=python is not None)
         if result is not None:
             result.provenance = {"host": host_inventory()}
         else:
             adapter = host.adapter(cell.config.framework)
             result = run_cell(
-                cell, measurement, timeout=timeout, adapter_module=adapter.__module__, on_event=on_event
+                cell, measurement, timeout=timeout, python=python, adapter_module=adapter.__module__,
+                on_event=on_event,
             )
         if meters is not None and meters.domains and result.status == "ok":
             _attach_meters(result, meters)

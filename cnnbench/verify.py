@@ -92,7 +92,8 @@ def relative_error(got: Any, ref: Any) -> float:
 
 
 def _run_one(framework: str, spec: NetworkSpec, config: RunConfig, arrays_path: str, out_dir: str,
-             host: PluginHost, timeout: float) -> tuple[str, str | None, dict[str, Any] | None]:
+             host: PluginHost, timeout: float, python: str | None = None,
+             ) -> tuple[str, str | None, dict[str, Any] | None]:
     """(status, reason, outputs) of one framework's verify job."""
     import numpy as np
 
@@ -104,7 +105,8 @@ def _run_one(framework: str, spec: NetworkSpec, config: RunConfig, arrays_path: 
         "arrays": arrays_path,
         "output": output,
     }
-    outcome = run_worker(job, config, timeout=timeout, adapter_module=host.adapter(framework).__module__)
+    outcome = run_worker(job, config, timeout=timeout, python=python,
+                         adapter_module=host.adapter(framework).__module__)
     failure = outcome.failure()
     if failure is not None:
         return failure[0], failure[1], None
@@ -121,10 +123,13 @@ def _run_one(framework: str, spec: NetworkSpec, config: RunConfig, arrays_path: 
 
 
 def verify(frameworks: list[str], spec: NetworkSpec, host: PluginHost, *, batch_size: int, device: str,
-           precision: str, timeout: float, seed: int = 0) -> tuple[list[Outcome], list[str]]:
-    """Compare every framework with the float64 reference; returns the outcomes and the tensor names."""
+           precision: str, timeout: float, seed: int = 0, pythons: dict[str, str] | None = None,
+           ) -> tuple[list[Outcome], list[str]]:
+    """Compare every framework with the float64 reference; returns the outcomes and the tensor names.
+    ``pythons`` maps a framework to the interpreter of its own environment."""
     import numpy as np
 
+    pythons = pythons or {}
     host.adapter(REFERENCE)  # the reference must be installed: a usage error otherwise
     arrays = make_inputs(spec, batch_size, seed)
     tensors = ["loss", "logits"] + [key for key in arrays if "/" in key]
@@ -150,7 +155,7 @@ def verify(frameworks: list[str], spec: NetworkSpec, host: PluginHost, *, batch_
                 status, reason = "ok", None
             else:
                 status, reason, outputs = _run_one(framework, spec, config_for(framework, device, precision),
-                                                   arrays_path, tmp, host, timeout)
+                                                   arrays_path, tmp, host, timeout, pythons.get(framework))
             outcome = Outcome(framework, status, reason, tolerance=TOLERANCES[precision])
             if outputs is not None:
                 for name in tensors:
