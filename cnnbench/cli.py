@@ -54,6 +54,7 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--precision", metavar="P", default="fp32", help=f"{', '.join(PRECISIONS)}{many} (default fp32)")
     p.add_argument("--kernels", metavar="K", help=f"vendor (cuDNN/oneDNN) or native (im2col+GEMM){many}; default: each framework's first (vendor where it has one)")
     p.add_argument("--threads", metavar="T", help=f"compute threads{many}; default: the framework's")
+    _add_python(p)
     p.add_argument("--option", metavar="NAME=VALUE", action="append", default=[],
                    help="an adapter-specific switch, e.g. xla=on for tensorflow (repeatable; see cnnbench list)")
     g = p.add_argument_group("measurement")
@@ -67,6 +68,39 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     g.add_argument("--idle", metavar="S", default="5",
                    help="seconds of idle power measured before the grid, subtracted for above-idle energy; 0: none (default 5)")
     p.add_argument("--json", action="store_true", help="machine-readable results on stdout")
+
+
+def _add_python(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--python", metavar="FRAMEWORK=PATH", action="append", default=[],
+                   help="run FRAMEWORK's workers under this interpreter (default: its environment from "
+                        "'cnnbench env create', if any, else this one); repeatable")
+
+
+def pythons_for(texts: list[str], frameworks: list[str], host) -> dict[str, str]:
+    """The interpreter of each framework that does not run under this one: --python FRAMEWORK=PATH,
+    else the framework's environment (``cnnbench env create``) when it has one."""
+    import shutil
+
+    chosen: dict[str, str] = {}
+    for text in texts:
+        name, sep, path = (part.strip() for part in text.partition("="))
+        if not sep or not name or not path:
+            raise UsageError(f"--python takes FRAMEWORK=PATH, not '{text}'")
+        host.adapter(name)  # an unknown framework names the valid choices
+        found = shutil.which(path) if os.sep not in path else (path if os.access(path, os.X_OK) else None)
+        if not found:
+            raise UsageError(f"--python {name}={path}: no executable interpreter there")
+        chosen[name] = found
+    try:
+        from cnnbench.envs import interpreter
+    except ImportError:  # environments arrive with the envs module
+        return chosen
+    for framework in frameworks:
+        if framework not in chosen:
+            env_python = interpreter(framework)
+            if env_python:
+                chosen[framework] = env_python
+    return chosen
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", metavar="D", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--precision", metavar="P", default="fp32", help=f"{', '.join(PRECISIONS)} (default fp32)")
     p.add_argument("--seed", metavar="S", default="0", help="seed of the weights and data (default 0)")
+    _add_python(p)
     p.add_argument("--timeout", metavar="S", default="1800", help="seconds per framework (default 1800)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -215,6 +250,7 @@ def cmd_grid(args: argparse.Namespace, single: bool) -> int:
 
     host = get_host()
     cells, measurement = plan(args, host, single)
+    pythons = pythons_for(args.python, sorted({c.config.framework for c in cells}), host)
     timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
     idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
     progress = sys.stderr.isatty() and not args.json
@@ -242,7 +278,7 @@ def cmd_grid(args: argparse.Namespace, single: bool) -> int:
             if idle_s:
                 say(f"measuring idle power for {idle_s:g} s ...")
                 meters.idle(idle_s)
-        for result in run_grid(cells, measurement, host, timeout=timeout, meters=meters,
+        for result in run_grid(cells, measurement, host, timeout=timeout, meters=meters, pythons=pythons,
                                energy_unavailable=meters.no_energy_reason, on_start=on_start):
             results.append(result)
     except (KeyboardInterrupt, Terminated) as exc:
@@ -293,7 +329,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     seed = positive_int("--seed", args.seed, allow_zero=True)
     timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
     outcomes, tensors = verify(frameworks, spec, host, batch_size=batch, device=device, precision=precision,
-                               timeout=timeout, seed=seed)
+                               timeout=timeout, seed=seed, pythons=pythons_for(args.python, frameworks, host))
     if args.json:
         print(json.dumps({
             "network": spec.name, "batch_size": batch, "device": device, "precision": precision, "seed": seed,
