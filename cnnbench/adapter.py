@@ -89,6 +89,8 @@ class FrameworkAdapter(ABC):
     module: ClassVar[str | None] = None
     #: What a user runs to make the framework available.
     install_hint: ClassVar[str] = ""
+    #: The pip extra of cnnbench that installs the framework; None: the adapter's name.
+    extra: ClassVar[str | None] = None
     #: Adapter-specific switches users set with ``--option NAME=VALUE``: name -> (allowed values, help).
     #: Values arrive in ``RunConfig.options``; unknown names and values are usage errors.
     options: ClassVar[dict[str, tuple[tuple[str, ...], str]]] = {}

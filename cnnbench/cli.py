@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network", metavar="N", default=DEFAULT_NETWORK, help=f"network name or spec file (default {DEFAULT_NETWORK})")
     _add_axes(p, single=True)
 
+    from cnnbench.envcmd import add_env_parser
+
+    add_env_parser(sub)
+
     p = sub.add_parser("verify", help="same weights, same input: same loss, logits and gradients in every framework?")
     p.add_argument("--frameworks", metavar="F1,F2", help="frameworks (default: every available one)")
     p.add_argument("--network", metavar="N", default="lenet", help="network name or spec file (default lenet)")
@@ -349,19 +353,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     from cnnbench.plugins import get_host
 
     host = get_host()
+    from cnnbench.envs import env_info, existing
+
+    with_env = set(existing())
     frameworks = []
     for name in host.adapters():
         availability = host.availability(name)
-        frameworks.append(
-            {
-                "name": name,
-                "available": availability.available,
-                "version": availability.version,
-                "reason": availability.reason,
-                "install_hint": availability.install_hint,
-                "plugin": host.adapter_plugin(name),
-            }
-        )
+        entry = {
+            "name": name,
+            "available": availability.available,
+            "version": availability.version,
+            "reason": availability.reason,
+            "install_hint": availability.install_hint,
+            "plugin": host.adapter_plugin(name),
+            "interpreter": sys.executable,
+        }
+        if name in with_env:
+            # its own environment: what counts is what imports there, not here
+            info = env_info(name)
+            version = (info.packages or {}).get(host.adapters()[name].package)
+            entry.update(interpreter=info.python, available=bool(info.exists and version), version=version,
+                         reason=None if version else (info.problem or f"its environment {info.path} lacks it"))
+        frameworks.append(entry)
     from cnnbench.meters import MeterSession
 
     meters = MeterSession.probe_all(host)
@@ -375,11 +388,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     rows = [
         [f["name"], "yes" if f["available"] else "no", f["version"] or "-", f["plugin"],
-         "" if f["available"] else f"{f['reason']}; install: {f['install_hint']}"]
+         "this one" if f["interpreter"] == sys.executable else f["interpreter"],
+         "" if f["available"] else f["reason"] if f["install_hint"] and f["install_hint"] in (f["reason"] or "")
+         else f"{f['reason']}; install: {f['install_hint']}"]
         for f in frameworks
     ]
     print("frameworks")
-    print(tabulate(rows, headers=["name", "available", "version", "plugin", "why not"]))
+    print(tabulate(rows, headers=["name", "available", "version", "plugin", "interpreter", "why not"]))
     if failures:
         print("\nplugins that failed to load (skipped)")
         for f in failures:
@@ -415,12 +430,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise UsageError(
-                "cnnbench: error: a command is required; valid choices: list, networks, run, compare, verify"
+                "cnnbench: error: a command is required; valid choices: list, networks, run, compare, verify, env"
             )
         if args.command == "list":
             return cmd_list(args)
         if args.command == "verify":
             return cmd_verify(args)
+        if args.command == "env":
+            from cnnbench.envcmd import cmd_env
+
+            return cmd_env(args)
         if args.command == "networks":
             from cnnbench.netcmd import cmd_networks
 

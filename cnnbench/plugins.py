@@ -24,7 +24,7 @@ from cnnbench.adapter import Availability, FrameworkAdapter
 
 #: Built-in plugins, registered through the same hooks as third-party ones. Importable from a bare
 #: checkout with ``PYTHONPATH=.:plugins``; a missing framework only makes its adapter "unavailable".
-DEFAULT_PLUGINS: tuple[str, ...] = ("cnnbench.meters.builtin", "cnnbench_caffe", "cnnbench_torch")
+DEFAULT_PLUGINS: tuple[str, ...] = ("cnnbench.meters.builtin", "cnnbench_caffe", "cnnbench_torch", "cnnbench_tensorflow", "cnnbench_mxnet")
 ENTRY_POINT_GROUP = "cnnbench"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 

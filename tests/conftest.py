@@ -59,3 +59,38 @@ def cli():
 
 # Small, fast measurement settings for tests: behaviour, not speed, is under test.
 FAST = ["--warmup", "1", "--min-time", "0.02", "--repeats", "2"]
+
+
+# -- a real MXNet environment (cnnbench.envs), made once per session --------------------------------
+
+#: What pip says when it cannot reach a package index, rather than when something is wrong with us.
+_UNREACHABLE = ("No matching distribution found", "Could not find a version that satisfies", "NewConnectionError",
+                "Temporary failure in name resolution", "Max retries exceeded", "Network is unreachable",
+                "ProxyError", "Read timed out", "ConnectTimeoutError")
+
+
+@pytest.fixture(scope="session")
+def mxnet_env(tmp_path_factory):
+    """``cnnbench env create mxnet`` for real, under a temporary CNNBENCH_HOME, once per session (about
+    15 s with a warm pip cache, a minute or more without). Yields ``home`` (set CNNBENCH_HOME to it to
+    see the environment), ``python`` and the EnvInfo; skips when no package index can be reached."""
+    from types import SimpleNamespace
+
+    from cnnbench.envs import EnvError, create_env
+    from cnnbench.plugins import PluginHost
+
+    host = PluginHost()
+    if "mxnet" not in host.adapters():
+        pytest.skip("cnnbench_mxnet is not importable here; reinstall cnnbench (pip install -e .)")
+    home = tmp_path_factory.mktemp("cnnbench-home")
+    log: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNBENCH_HOME", str(home))
+        try:
+            info = create_env("mxnet", host, progress=log.append)
+        except EnvError as exc:
+            if any(marker in str(exc) for marker in _UNREACHABLE):
+                pytest.skip(f"cannot make the MXNet environment, the package index is unreachable: "
+                            f"{str(exc).splitlines()[-1].strip()}")
+            raise
+    return SimpleNamespace(home=home, python=info.python, info=info, log=log)

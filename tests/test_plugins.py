@@ -47,7 +47,7 @@ def test_builtin_plugins_register_through_the_hook():
     host = PluginHost(entry_points=False)
     assert "cnnbench_torch" in DEFAULT_PLUGINS
     assert host.failures == []
-    assert list(host.adapters()) == ["caffe", "torch"]
+    assert list(host.adapters()) == ["caffe", "mxnet", "tensorflow", "torch"]
     assert host.adapter_plugin("caffe") == "cnnbench_caffe"
     assert {"nvml", "rapl"} <= set(host.meters())
     assert host.origins["cnnbench_torch"] == "built-in"
@@ -172,7 +172,7 @@ def test_unknown_framework_lists_valid_choices():
     from cnnbench.config import UsageError
 
     host = PluginHost(entry_points=False)
-    with pytest.raises(UsageError, match=r"unknown framework 'nosuch'; valid choices: caffe, torch"):
+    with pytest.raises(UsageError, match=r"unknown framework 'nosuch'; valid choices: caffe, mxnet, tensorflow, torch"):
         host.adapter("nosuch")
 
 
@@ -184,7 +184,7 @@ def test_cli_survives_a_broken_third_party_plugin(tmp_path, cli):
     listed = cli("list", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     data = json.loads(listed.stdout)
-    assert [f["name"] for f in data["frameworks"]] == ["caffe", "torch"]
+    assert [f["name"] for f in data["frameworks"]] == ["caffe", "mxnet", "tensorflow", "torch"]
     (error,) = data["plugin_errors"]
     assert error["plugin"] == "broken" and error["origin"] == "entry point of cnnbench-broken"
     assert "No module named 'this_module_does_not_exist'" in error["error"]

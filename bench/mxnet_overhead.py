@@ -1,0 +1,132 @@
+"""cnnbench's MXNet harness against a minimal hand-written hybridized Gluon loop of the same step.
+
+Run it with the MXNet environment's interpreter (``cnnbench env create mxnet``; ``cnnbench env list``
+shows the path), which runs both the cnnbench host and its MXNet worker:
+
+    ENV=~/.local/share/cnnbench/envs/mxnet/bin/python
+    $ENV bench/mxnet_overhead.py --rounds 6
+    $ENV bench/mxnet_overhead.py --ab-steps 20
+
+Rounds: each runs ``cnnbench run --framework mxnet --network alexnet --batch-size 32 --device cpu``
+and ``bench/mxnet_alexnet_loop.py`` one right after the other, with the same warm-up, window length,
+repeats and threads; the order alternates between rounds so neither always gets the warmer machine.
+The ratio of the medians over rounds is the figure recorded in bench/README.md.
+
+``--ab-steps N``: instead, alternate single steps of cnnbench's model (built from networks/alexnet.toml
+by the adapter, stepped and synchronised by ``MXNetAdapter``) and the hand-written one in one process,
+so both see the same conditions on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rounds(args, threads: str | None) -> None:
+    path = [str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    common = ["--min-time", str(args.min_time), "--repeats", str(args.repeats), "--warmup", "2"]
+    thread_flag = ["--threads", threads] if threads else []
+    cnnbench_cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", "mxnet", "--network", "alexnet",
+                    "--batch-size", str(args.batch_size), "--device", "cpu", "--meters", "none", "--json",
+                    *thread_flag, *common]
+    harness, loop = [], []
+    used = set()
+
+    def run_cnnbench() -> float:
+        out = subprocess.run(cnnbench_cmd, capture_output=True, text=True, env=env, check=True).stdout
+        result = json.loads(out)["results"][0]
+        assert result["status"] == "ok", result
+        worker = result["provenance"]["worker"]
+        assert worker["python"] == sys.executable, worker
+        used.add(worker["threads_used"])
+        return result["images_per_s"]
+
+    def run_loop() -> float:
+        text = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "mxnet_alexnet_loop.py"), "--batch-size", str(args.batch_size),
+             *thread_flag, *common],
+            capture_output=True, text=True, env=env, check=True,
+        ).stdout
+        return float(re.search(r"([\d.]+) images/s", text).group(1))
+
+    for round_ in range(1, args.rounds + 1):
+        if round_ % 2:
+            harness.append(run_cnnbench())
+            loop.append(run_loop())
+            order = "cnnbench first"
+        else:
+            loop.append(run_loop())
+            harness.append(run_cnnbench())
+            order = "loop first"
+        print(f"round {round_} ({order}): cnnbench {harness[-1]:.2f} images/s, hand-written loop {loop[-1]:.2f} "
+              f"images/s, ratio {harness[-1] / loop[-1]:.3f}", flush=True)
+    h, l = statistics.median(harness), statistics.median(loop)
+    ratios = sorted(a / b for a, b in zip(harness, loop))
+    print(f"median: cnnbench {h:.2f} images/s, hand-written loop {l:.2f} images/s, ratio of medians {h / l:.3f}; "
+          f"median of the rounds' ratios {statistics.median(ratios):.3f} (range {ratios[0]:.3f}-{ratios[-1]:.3f}); "
+          f"threads used by cnnbench's worker: {', '.join(map(str, sorted(used)))}")
+
+
+def interleaved(args, threads: str | None) -> None:
+    sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "bench")]
+    from cnnbench.config import RunConfig
+    from cnnbench.networks import resolve_network
+    from cnnbench_mxnet.adapter import MXNetAdapter
+
+    config = RunConfig("mxnet", "alexnet", args.batch_size, threads=int(threads) if threads else None)
+    adapter = MXNetAdapter()
+    adapter.prepare(config)  # sets MXNet's switches, then imports it
+    model = adapter.build(resolve_network("alexnet"), config)
+    from mxnet_alexnet_loop import make_step
+
+    ref_step, ref_sync = make_step(args.batch_size)
+    ours_step = lambda: (adapter.step(model), adapter.synchronize(model))  # noqa: E731
+    theirs_step = lambda: (ref_step(), ref_sync())  # noqa: E731
+    for _ in range(2):
+        ours_step()
+        theirs_step()
+    ours, theirs = [], []
+    for _ in range(args.ab_steps):
+        for times, step in ((ours, ours_step), (theirs, theirs_step)):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print(f"alexnet bs{args.batch_size} cpu fp32, threads {adapter.actual_threads(config)}, {args.ab_steps} "
+          f"interleaved steps each: cnnbench step {a * 1e3:.1f} ms, hand-written step {b * 1e3:.1f} ms, "
+          f"images/s ratio {b / a:.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ab-steps", type=int, default=0, help="interleave N single steps in one process instead")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", default=None, help="compute threads for both (default: MXNet's own choice)")
+    ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    import importlib.util
+
+    if importlib.util.find_spec("mxnet") is None:
+        sys.exit(f"{sys.executable} has no mxnet: run this script with the MXNet environment's python "
+                 f"(cnnbench env create mxnet; cnnbench env list)")
+    if args.ab_steps:
+        interleaved(args, args.threads)
+    else:
+        rounds(args, args.threads)
+
+
+if __name__ == "__main__":
+    main()
