@@ -306,7 +306,10 @@ def _frameworks(host, text: str | None) -> list[str]:
     """The frameworks a command runs: the named ones (checked), or every available one."""
     adapters = host.adapters()
     if text is None:
-        names = [name for name in adapters if host.availability(name).available]
+        from cnnbench.envs import interpreter
+
+        # available here, or in an environment of its own (cnnbench env create)
+        names = [name for name in adapters if host.availability(name).available or interpreter(name)]
         if not names:
             hints = "; ".join(f"{n}: {c.install_hint}" for n, c in adapters.items()) or "no adapter plugins found"
             raise UsageError(f"no framework is available here; install one ({hints})")

@@ -25,6 +25,13 @@ def make_distribution(site: Path, dist: str, entry_points: dict[str, str], packa
     return site
 
 
+@pytest.fixture(autouse=True)
+def _own_cnnbench_home(tmp_path_factory, monkeypatch):
+    """Framework environments of the machine's user (~/.local/share/cnnbench) must not leak into tests."""
+    if "CNNBENCH_HOME" not in os.environ or not os.environ["CNNBENCH_HOME"].startswith(str(tmp_path_factory.getbasetemp())):
+        monkeypatch.setenv("CNNBENCH_HOME", str(tmp_path_factory.mktemp("home")))
+
+
 @pytest.fixture
 def fake_site(tmp_path, monkeypatch):
     """The fake adapter installed as a third-party distribution, visible here and to subprocesses."""

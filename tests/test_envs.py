@@ -194,3 +194,15 @@ def test_mxnet_environment_holds_the_pins_and_this_cnnbench(mxnet_env, monkeypat
     assert Path(where) == ROOT / "cnnbench" / "__init__.py"
     # and this interpreter kept its own NumPy
     assert tuple(int(p) for p in importlib.metadata.version("numpy").split(".")[:2]) >= (1, 24)
+
+
+def test_a_framework_with_an_environment_joins_the_default_comparison(mxnet_env, cli):
+    """Not importable here, but its environment exists: `cnnbench compare` with no --frameworks runs it."""
+    env = {"CNNBENCH_HOME": str(mxnet_env.home)}
+    listed = {f["name"]: f for f in json.loads(cli("list", "--json", env=env).stdout)["frameworks"]}
+    assert listed["mxnet"]["available"] and listed["mxnet"]["interpreter"] == mxnet_env.python
+    proc = cli("compare", "--network", "lenet", "--batch-size", "1", "--device", "cpu", "--warmup", "0",
+               "--iterations", "1", "--repeats", "1", "--meters", "none", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    statuses = {r["framework"]: r["status"] for r in json.loads(proc.stdout)["results"]}
+    assert statuses.get("mxnet") == "ok" and statuses.get("torch") == "ok"
