@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from rounds import alternate
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,7 +42,6 @@ def rounds(args, threads: str | None) -> None:
     cnnbench_cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", "mxnet", "--network", "alexnet",
                     "--batch-size", str(args.batch_size), "--device", "cpu", "--meters", "none", "--json",
                     *thread_flag, *common]
-    harness, loop = [], []
     used = set()
 
     def run_cnnbench() -> float:
@@ -60,22 +61,8 @@ def rounds(args, threads: str | None) -> None:
         ).stdout
         return float(re.search(r"([\d.]+) images/s", text).group(1))
 
-    for round_ in range(1, args.rounds + 1):
-        if round_ % 2:
-            harness.append(run_cnnbench())
-            loop.append(run_loop())
-            order = "cnnbench first"
-        else:
-            loop.append(run_loop())
-            harness.append(run_cnnbench())
-            order = "loop first"
-        print(f"round {round_} ({order}): cnnbench {harness[-1]:.2f} images/s, hand-written loop {loop[-1]:.2f} "
-              f"images/s, ratio {harness[-1] / loop[-1]:.3f}", flush=True)
-    h, l = statistics.median(harness), statistics.median(loop)
-    ratios = sorted(a / b for a, b in zip(harness, loop))
-    print(f"median: cnnbench {h:.2f} images/s, hand-written loop {l:.2f} images/s, ratio of medians {h / l:.3f}; "
-          f"median of the rounds' ratios {statistics.median(ratios):.3f} (range {ratios[0]:.3f}-{ratios[-1]:.3f}); "
-          f"threads used by cnnbench's worker: {', '.join(map(str, sorted(used)))}")
+    summary = alternate(args.rounds, run_cnnbench, run_loop)
+    print(f"{summary}; threads used by cnnbench's worker: {', '.join(map(str, sorted(used)))}")
 
 
 def interleaved(args, threads: str | None) -> None:

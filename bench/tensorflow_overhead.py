@@ -26,13 +26,14 @@ import sys
 import time
 from pathlib import Path
 
+from rounds import alternate
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def rounds(args: argparse.Namespace) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]))
     common = ["--min-time", str(args.min_time), "--repeats", str(args.repeats), "--warmup", "2"]
-    harness, loop = [], []
     cnnbench_cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", "tensorflow", "--network", "alexnet",
                     "--batch-size", str(args.batch_size), "--device", "cpu", "--meters", "none", "--json", *common]
     threads = str(len(os.sched_getaffinity(0)))
@@ -53,21 +54,7 @@ def rounds(args: argparse.Namespace) -> None:
         assert f"threads {threads}:" in text, text
         return float(re.search(r"([\d.]+) images/s", text).group(1))
 
-    for round_ in range(1, args.rounds + 1):
-        if round_ % 2:
-            harness.append(run_cnnbench())
-            loop.append(run_loop())
-            order = "cnnbench first"
-        else:
-            loop.append(run_loop())
-            harness.append(run_cnnbench())
-            order = "loop first"
-        print(f"round {round_} ({order}): cnnbench {harness[-1]:.2f} images/s, hand-written loop {loop[-1]:.2f} "
-              f"images/s, ratio {harness[-1] / loop[-1]:.3f}", flush=True)
-    h, l = statistics.median(harness), statistics.median(loop)
-    ratios = sorted(a / b for a, b in zip(harness, loop))
-    print(f"median: cnnbench {h:.2f} images/s, hand-written loop {l:.2f} images/s, ratio of medians {h / l:.3f}; "
-          f"median of the rounds' ratios {statistics.median(ratios):.3f} (range {ratios[0]:.3f}-{ratios[-1]:.3f})")
+    print(alternate(args.rounds, run_cnnbench, run_loop))
 
 
 def interleaved(args: argparse.Namespace) -> None:

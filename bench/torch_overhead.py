@@ -14,10 +14,11 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from rounds import alternate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +32,6 @@ def main() -> None:
     args = ap.parse_args()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]))
     common = ["--min-time", str(args.min_time), "--repeats", str(args.repeats), "--warmup", "2"]
-    harness, loop = [], []
     cnnbench_cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", "torch", "--network", "alexnet",
                     "--batch-size", str(args.batch_size), "--device", "cpu", "--json", *common]
     threads = str(os.cpu_count())
@@ -50,21 +50,7 @@ def main() -> None:
         ).stdout
         return float(re.search(r"([\d.]+) images/s", text).group(1))
 
-    for round_ in range(1, args.rounds + 1):
-        if round_ % 2:
-            harness.append(run_cnnbench())
-            loop.append(run_loop())
-            order = "cnnbench first"
-        else:
-            loop.append(run_loop())
-            harness.append(run_cnnbench())
-            order = "loop first"
-        print(f"round {round_} ({order}): cnnbench {harness[-1]:.2f} images/s, hand-written loop {loop[-1]:.2f} "
-              f"images/s, ratio {harness[-1] / loop[-1]:.3f}", flush=True)
-    h, l = statistics.median(harness), statistics.median(loop)
-    ratios = sorted(a / b for a, b in zip(harness, loop))
-    print(f"median: cnnbench {h:.2f} images/s, hand-written loop {l:.2f} images/s, ratio of medians {h / l:.3f}; "
-          f"median of the rounds' ratios {statistics.median(ratios):.3f} (range {ratios[0]:.3f}-{ratios[-1]:.3f})")
+    print(alternate(args.rounds, run_cnnbench, run_loop))
 
 
 if __name__ == "__main__":
