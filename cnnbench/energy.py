@@ -65,6 +65,15 @@ def attach_energy(result: Result, session: Any, gpu_domain: str | None) -> None:
         entries[domain] = entry
     result.energy = entries
     result.energy_total = _totals(entries)
+    if result.energy_total:
+        # The same total per window, so a comparison against a baseline can give energy an uncertainty
+        # the way the windows give time one.
+        summed = result.energy_total["domains"]
+        per_window = []
+        for index, window in enumerate(result.windows):
+            images_in_window = int(window["iterations"]) * result.batch_size
+            per_window.append(sum(readings[d][index].joules for d in summed) / images_in_window)
+        result.energy_per_image_j_windows = per_window
     lost = [f"{d}: {e['error']}" for d, e in entries.items() if e.get("error") and "lost" in e["error"].lower()]
     if lost:
         result.status, result.reason = "error", f"energy reading invalid: {lost[0]}"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-#: Version of the JSON record below; bump it (and migrate stored records) when a field changes meaning.
-SCHEMA_VERSION = 1
+#: Version of the JSON record below; bump it when a field is added or changes meaning, and teach
+#: ``migrate_record`` to bring older records up to it.
+#: 1: the first record. 2: ``energy_per_image_j_windows``.
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "unsupported", "unavailable", "oom", "timeout", "error")
 FAILED_STATUSES = ("oom", "timeout", "error")
 
@@ -64,6 +66,8 @@ class Result:
     #: package + DRAM + the cell's GPU: energy_per_image_j, power_w, method, dynamic (above idle)
     #: energy, and for GPU runs the CPU's share of the energy.
     energy_total: dict[str, Any] | None = None
+    #: The total's J/image in each timed window, in window order (None: no total, or a version-1 record).
+    energy_per_image_j_windows: list[float] | None = None
     #: Why there are no energy figures, when there are none.
     energy_unavailable: str | None = None
     peak_memory_bytes: int | None = None
@@ -80,6 +84,13 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Result:
+        """A Result from its JSON record of any schema version up to this one."""
+        record = migrate_record(record)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
     def fill_timing(self, windows: list[dict[str, float]], training_flops_per_image: int) -> None:
         timing = Timing.from_windows(windows)
         self.windows = windows
@@ -90,3 +101,18 @@ class Result:
         seconds = timing.median_ms / 1e3
         self.images_per_s = self.batch_size / seconds
         self.gflops_per_s = training_flops_per_image * self.batch_size / seconds / 1e9
+
+
+def migrate_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``record`` brought up to SCHEMA_VERSION, one version at a time."""
+    record = dict(record)
+    version = int(record.get("schema_version", 1))
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"result record has schema version {version}; this cnnbench reads up to "
+                         f"{SCHEMA_VERSION} (upgrade cnnbench)")
+    if version < 2:
+        # Version 1 kept only the energy summed over all windows: per-window energy is unknown.
+        record.setdefault("energy_per_image_j_windows", None)
+        version = 2
+    record["schema_version"] = version
+    return record

@@ -53,6 +53,11 @@ def test_gpu_run_totals_idle_and_cpu_share():
     assert total["domains"] == ["cpu_package0", "dram0", "gpu0"]
     assert total["power_w"] == pytest.approx(246.0, rel=0.02)
     assert total["cpu_share"] == pytest.approx(46 / 246, rel=0.02)
+    # per window: the same total, each window's joules over its own images
+    for window, joules_per_image in zip(result.windows, result.energy_per_image_j_windows, strict=True):
+        seconds_w = window["end"] - window["start"]
+        assert joules_per_image == pytest.approx(246.0 * seconds_w / (window["iterations"] * 8), rel=0.03)
+    assert sum(result.energy_per_image_j_windows) / 2 == pytest.approx(total["energy_per_image_j"], rel=0.01)
 
 
 def test_cpu_run_has_no_cpu_share_and_no_gpu():
