@@ -34,9 +34,6 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_MIN_TIME_S = 3600.0
 
 
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP reached the host: stop like Ctrl-C, keeping what finished."""
-
 DEFAULT_NETWORK = "alexnet"
 
 
@@ -68,6 +65,13 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     g.add_argument("--idle", metavar="S", default="5",
                    help="seconds of idle power measured before the grid, subtracted for above-idle energy; 0: none (default 5)")
     p.add_argument("--json", action="store_true", help="machine-readable results on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
+    add_db(p)
+
+
+def add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="PATH", help="the results store (default: $CNNBENCH_DB, else "
+                                                 ".cnnbench/results.sqlite in the working directory)")
 
 
 def _add_python(p: argparse.ArgumentParser) -> None:
@@ -152,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--networks", "--network", dest="networks", metavar="N1,N2", default=DEFAULT_NETWORK,
                    help=f"network names or spec files (default {DEFAULT_NETWORK})")
     _add_axes(p, single=False)
+    p.add_argument("--resume", metavar="RUN", help="run only the cells of stored run RUN that are missing "
+                                                    "(after Ctrl-C, a crash, ...), with its settings")
+
+    from cnnbench.storecmd import add_store_parsers
+
+    add_store_parsers(sub)
     return parser
 
 
@@ -246,60 +256,25 @@ def _options(texts: list[str], frameworks: list[str], host) -> dict[str, tuple[t
 # -- commands ---------------------------------------------------------------------------------------
 
 
-def cmd_grid(args: argparse.Namespace, single: bool) -> int:
-    from cnnbench.meters import MeterSession
-    from cnnbench.plugins import get_host
+def cmd_grid(args: argparse.Namespace, single: bool, argv: list[str]) -> int:
+    from cnnbench.grid import execute
     from cnnbench.report import results_json, results_table
-    from cnnbench.runner import run_grid
 
-    host = get_host()
-    cells, measurement = plan(args, host, single)
-    pythons = pythons_for(args.python, sorted({c.config.framework for c in cells}), host)
-    timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
-    idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
-    progress = sys.stderr.isatty() and not args.json
-
-    def say(text: str) -> None:
-        if progress:
-            print(text, file=sys.stderr, flush=True)
-
-    def on_start(index: int, cell) -> None:
-        say(f"[{index + 1}/{len(cells)}] {cell.config.label()} ...")
-
-    results = []
-    interrupted = 0
-    meters = MeterSession.open(args.meters, host)
-    if args.meters not in ("auto", "none"):
-        # Named meters were asked for: better to say now that one cannot be read than after the grid.
-        broken = {name: why for name, why in meters.unavailable.items() if ":" not in name}
-        if broken:
-            meters.close()
-            name, why = next(iter(broken.items()))
-            raise UsageError(f"meter '{name}' cannot be read here: {why}")
-    try:
-        if meters.domains:
-            meters.start()
-            if idle_s:
-                say(f"measuring idle power for {idle_s:g} s ...")
-                meters.idle(idle_s)
-        for result in run_grid(cells, measurement, host, timeout=timeout, meters=meters, pythons=pythons,
-                               energy_unavailable=meters.no_energy_reason, on_start=on_start):
-            results.append(result)
-    except (KeyboardInterrupt, Terminated) as exc:
-        interrupted = 130 if isinstance(exc, KeyboardInterrupt) else 143
-        print(f"cnnbench: interrupted; {len(results)} of {len(cells)} cells finished", file=sys.stderr)
-    finally:
-        meters.close()
+    run = execute(args, single, argv, show_progress=sys.stderr.isatty() and not args.json and not args.quiet)
+    if run.interrupted:
+        print(f"cnnbench: interrupted; {len(run.results)} of {run.cells_planned} cells finished", file=sys.stderr)
     if args.json:
-        extra = {"measurement": measurement.__dict__, "meters": {
-            "domains": {d: info.to_dict() for d, info in meters.domains.items()},
-            "unavailable": meters.unavailable, "idle_power_w": dict(meters.idle_power or {}), "idle_s": idle_s}}
-        print(results_json(results, extra))
+        print(results_json(run.results, run.extra))
     else:
-        print(results_table(results))
-    if interrupted:
-        return interrupted
-    return 1 if any(r.failed for r in results) else 0
+        print(results_table(run.results))
+    if run.store_error:
+        print(f"cnnbench: {run.store_error}; the results above were not all stored", file=sys.stderr)
+    elif run.session_id is not None and not args.json:
+        stored = f"stored as run {run.session_id} in {run.db_path}"
+        if run.interrupted:
+            stored += f"; finish it with: cnnbench {'run' if single else 'compare'} --resume {run.session_id}"
+        print(stored, file=sys.stderr)
+    return run.exit_code
 
 
 def _frameworks(host, text: str | None) -> list[str]:
@@ -418,12 +393,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _terminate(signum, frame) -> None:
+    from cnnbench.grid import Terminated
+
     raise Terminated(signal.Signals(signum).name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from cnnbench.plugins import PluginError
     from cnnbench.spec import SpecError
+    from cnnbench.store import StoreError
 
     parser = build_parser()
     # SIGTERM and SIGHUP unwind like Ctrl-C, so workers are stopped and finished cells printed.
@@ -433,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise UsageError(
-                "cnnbench: error: a command is required; valid choices: list, networks, run, compare, verify, env"
+                "cnnbench: error: a command is required; valid choices: list, networks, run, compare, verify, env, "
+                "history, show, report"
             )
         if args.command == "list":
             return cmd_list(args)
@@ -447,7 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cnnbench.netcmd import cmd_networks
 
             return cmd_networks(args)
-        return cmd_grid(args, single=args.command == "run")
+        if args.command in ("history", "show", "report"):
+            from cnnbench.storecmd import cmd_store
+
+            return cmd_store(args)
+        return cmd_grid(args, args.command == "run", list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:
         # The reader went away (``cnnbench compare | head``): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -458,3 +441,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"cnnbench: error: {message}"
         print(message, file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f"cnnbench: error: {exc}", file=sys.stderr)
+        return 1

@@ -32,7 +32,7 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def results_table(results: list[Result]) -> str:
+def results_table(results: list[Result], tablefmt: str = "simple") -> str:
     """The comparison table; axes that are the same in every row go into a header line, reasons into
     numbered notes under the table, so the table stays narrow enough to read."""
     from tabulate import tabulate
@@ -97,7 +97,9 @@ def results_table(results: list[Result]) -> str:
     lines = []
     if fixed:
         lines.append("  ".join(f"{head}: {value}" for head, value in fixed))
-    lines.append(tabulate(rows, headers=headers, disable_numparse=True, colalign=None))
+        if tablefmt == "github":
+            lines.append("")  # a paragraph of its own in Markdown
+    lines.append(tabulate(rows, headers=headers, disable_numparse=True, colalign=None, tablefmt=tablefmt))
     if notes:
         lines.append("")
         lines.extend(f"[{i}] {text}" for i, text in enumerate(notes, 1))
@@ -117,3 +119,51 @@ def results_table(results: list[Result]) -> str:
 def results_json(results: list[Result], extra: dict[str, Any] | None = None) -> str:
     document = {"schema_version": SCHEMA_VERSION, **(extra or {}), "results": [r.to_dict() for r in results]}
     return json.dumps(document, indent=2, default=str)
+
+
+#: The flat columns of ``--format csv``: one row per cell, energy per domain in columns of its own.
+CSV_COLUMNS = (
+    "framework", "network", "batch_size", "device", "precision", "kernels", "threads", "options", "status", "reason",
+    "time_per_iter_ms", "time_per_iter_ms_stdev", "time_per_iter_ms_min", "time_per_iter_ms_max", "windows",
+    "iterations", "images_per_s", "gflops_per_s", "energy_per_image_j", "power_w", "energy_method",
+    "dynamic_energy_per_image_j", "cpu_share", "energy_unavailable", "peak_memory_bytes", "peak_memory_kind",
+    "framework_version", "threads_used", "cpu_model",
+)
+
+
+def results_csv(results: list[Result]) -> str:
+    """CSV of the results; each energy domain adds ``<domain>_energy_per_image_j``, ``<domain>_power_w`` and
+    ``<domain>_method`` columns (empty where a cell lacks it: unmeasured, never 0)."""
+    import csv
+    import io
+
+    domains = sorted({d for r in results for d in r.energy})
+    header = list(CSV_COLUMNS) + [f"{d}_{k}" for d in domains for k in ("energy_per_image_j", "power_w", "method")]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for r in results:
+        total = r.energy_total or {}
+        worker = r.provenance.get("worker") or {}
+        host = r.provenance.get("host") or {}
+        row: dict[str, Any] = {
+            **{attr: getattr(r, attr) for attr in CSV_COLUMNS if hasattr(r, attr) and attr != "options"},
+            "options": " ".join(f"{k}={v}" for k, v in r.options.items()),
+            "windows": len(r.windows) or None,
+            "iterations": sum(int(w["iterations"]) for w in r.windows) or None,
+            "energy_per_image_j": total.get("energy_per_image_j"),
+            "power_w": total.get("power_w"),
+            "energy_method": total.get("method"),
+            "dynamic_energy_per_image_j": total.get("dynamic_energy_per_image_j"),
+            "cpu_share": total.get("cpu_share"),
+            "framework_version": worker.get("framework_version"),
+            "threads_used": worker.get("threads_used"),
+            "cpu_model": host.get("cpu_model"),
+        }
+        for d in domains:
+            entry = r.energy.get(d) or {}
+            row[f"{d}_energy_per_image_j"] = entry.get("energy_per_image_j")
+            row[f"{d}_power_w"] = entry.get("power_w")
+            row[f"{d}_method"] = entry.get("method")
+        writer.writerow(["" if row.get(column) is None else row[column] for column in header])
+    return out.getvalue()

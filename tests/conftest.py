@@ -32,6 +32,13 @@ def _own_cnnbench_home(tmp_path_factory, monkeypatch):
         monkeypatch.setenv("CNNBENCH_HOME", str(tmp_path_factory.mktemp("home")))
 
 
+@pytest.fixture(autouse=True)
+def _own_results_db(tmp_path, monkeypatch):
+    """Runs in tests are stored in a database of the test's own, never in the working directory."""
+    monkeypatch.setenv("CNNBENCH_DB", str(tmp_path / "results.sqlite"))
+    return tmp_path / "results.sqlite"
+
+
 @pytest.fixture
 def fake_site(tmp_path, monkeypatch):
     """The fake adapter installed as a third-party distribution, visible here and to subprocesses."""
