@@ -130,24 +130,22 @@ CSV_COLUMNS = (
     "framework_version", "threads_used", "cpu_model",
 )
 
+#: The columns above that hold words; the others (and each domain's figures) are numbers.
+TEXT_COLUMNS = ("framework", "network", "device", "precision", "kernels", "options", "status", "reason",
+                "energy_method", "energy_unavailable", "peak_memory_kind", "framework_version", "cpu_model")
 
-def results_csv(results: list[Result]) -> str:
-    """CSV of the results; each energy domain adds ``<domain>_energy_per_image_j``, ``<domain>_power_w`` and
-    ``<domain>_method`` columns (empty where a cell lacks it: unmeasured, never 0)."""
-    import csv
-    import io
 
+def flat_rows(results: list[Result]) -> list[dict[str, Any]]:
+    """One flat dict per cell (the CSV columns, plus ``<domain>_energy_per_image_j``, ``<domain>_power_w``
+    and ``<domain>_method`` per energy domain); None where a cell lacks a figure: unmeasured, never 0."""
     domains = sorted({d for r in results for d in r.energy})
-    header = list(CSV_COLUMNS) + [f"{d}_{k}" for d in domains for k in ("energy_per_image_j", "power_w", "method")]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
+    rows = []
     for r in results:
         total = r.energy_total or {}
         worker = r.provenance.get("worker") or {}
         host = r.provenance.get("host") or {}
         row: dict[str, Any] = {
-            **{attr: getattr(r, attr) for attr in CSV_COLUMNS if hasattr(r, attr) and attr != "options"},
+            **{attr: getattr(r, attr) for attr in CSV_COLUMNS if hasattr(r, attr)},
             "options": " ".join(f"{k}={v}" for k, v in r.options.items()),
             "windows": len(r.windows) or None,
             "iterations": sum(int(w["iterations"]) for w in r.windows) or None,
@@ -165,5 +163,21 @@ def results_csv(results: list[Result]) -> str:
             row[f"{d}_energy_per_image_j"] = entry.get("energy_per_image_j")
             row[f"{d}_power_w"] = entry.get("power_w")
             row[f"{d}_method"] = entry.get("method")
-        writer.writerow(["" if row.get(column) is None else row[column] for column in header])
+        rows.append({column: row.get(column) for column in list(CSV_COLUMNS) + [
+            f"{d}_{k}" for d in domains for k in ("energy_per_image_j", "power_w", "method")]})
+    return rows
+
+
+def results_csv(results: list[Result]) -> str:
+    """CSV of ``flat_rows``; empty fields where a cell lacks a figure."""
+    import csv
+    import io
+
+    rows = flat_rows(results)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header = list(rows[0]) if rows else list(CSV_COLUMNS)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if row[column] is None else row[column] for column in header])
     return out.getvalue()
