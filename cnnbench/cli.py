@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--networks", "--network", dest="networks", metavar="N1,N2", default=DEFAULT_NETWORK,
                    help=f"network names or spec files (default {DEFAULT_NETWORK})")
     _add_axes(p, single=False)
+    p.add_argument("--baseline", metavar="RUN", help="also show each cell's change in time and energy against "
+                                                      "stored run RUN, with its uncertainty")
     p.add_argument("--resume", metavar="RUN", help="run only the cells of stored run RUN that are missing "
                                                     "(after Ctrl-C, a crash, ...), with its settings")
 
@@ -263,10 +265,21 @@ def cmd_grid(args: argparse.Namespace, single: bool, argv: list[str]) -> int:
     run = execute(args, single, argv, show_progress=sys.stderr.isatty() and not args.json and not args.quiet)
     if run.interrupted:
         print(f"cnnbench: interrupted; {len(run.results)} of {run.cells_planned} cells finished", file=sys.stderr)
+    changes = None
+    if run.baseline is not None:
+        from cnnbench.baseline import changes_json, changes_table, compare_results
+
+        changes = compare_results(run.results, run.baseline)
     if args.json:
-        print(results_json(run.results, run.extra))
+        extra = dict(run.extra)
+        if changes is not None:
+            extra["baseline"] = {"session": run.baseline_session.id, "changes": changes_json(changes)}
+        print(results_json(run.results, extra))
     else:
         print(results_table(run.results))
+        if changes is not None:
+            print(f"\nagainst run {run.baseline_session.id} (started {run.baseline_session.started})")
+            print(changes_table(changes))
     if run.store_error:
         print(f"cnnbench: {run.store_error}; the results above were not all stored", file=sys.stderr)
     elif run.session_id is not None and not args.json:

@@ -26,6 +26,9 @@ class GridRun:
     db_path: str | None = None
     #: 130 (SIGINT) or 143 (SIGTERM / SIGHUP) when the grid was cut short, else 0.
     interrupted: int = 0
+    #: The stored run of ``--baseline`` (a store Session) and its results.
+    baseline_session: Any = None
+    baseline: list[Result] | None = None
     #: Cells of a resumed grid that were already stored before this process ran the rest.
     resumed_cells: int = 0
     #: Why results could not be stored (they are still returned and printed).
@@ -108,6 +111,13 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
             previous = dict(store.results(resumed.id))
         else:
             cells, measurement = plan(args, host, single)
+        baseline = None
+        if getattr(args, "baseline", None):
+            if store is None:
+                raise UsageError("--baseline needs the results store")
+            # resolved before anything is measured: a wrong reference costs nothing
+            baseline = store.resolve(args.baseline)
+            baseline_results = [r for _, r in store.results(baseline.id)]
         pythons = pythons_for(args.python, sorted({c.config.framework for c in cells}), host)
         timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
         idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
@@ -125,6 +135,8 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
             name, why = next(iter(broken.items()))
             raise UsageError(f"meter '{name}' cannot be read here: {why}")
     run = GridRun(results=[], cells_planned=len(cells), db_path=store.path if store else None)
+    if baseline is not None:
+        run.baseline_session, run.baseline = baseline, baseline_results
     settings = {"measurement": measurement.__dict__, "timeout_s": timeout, "idle_s": idle_s, "meters": args.meters}
     if store is not None:
         try:

@@ -321,3 +321,29 @@ def test_history_without_a_database_says_so(cli, tmp_path):
     proc = cli("history", "--db", str(tmp_path / "none.sqlite"))
     assert proc.returncode == 0 and "no runs stored" in proc.stdout
     assert not (tmp_path / "none.sqlite").exists()  # reading never creates one
+
+
+def test_compare_and_report_against_a_baseline(cli, fake_site, tmp_path):
+    db = tmp_path / "b.sqlite"
+    grid = ["compare", "--frameworks", "fake", "--network", "lenet", "--batch-size", "2,4", "--device", "cpu",
+            "--db", str(db), *FAST]
+    assert cli(*grid).returncode == 0
+    proc = cli(*grid, "--baseline", "1", "--json", env={"CNNBENCH_FAKE_STEP_S": "0.02"})
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(proc.stdout)
+    assert document["baseline"]["session"] == 1
+    changes = document["baseline"]["changes"]
+    assert [(c["batch_size"], c["status"]) for c in changes] == [(2, "compared"), (4, "compared")]
+    for change in changes:
+        time_delta = change["time"]
+        assert time_delta["low"] <= time_delta["ratio"] <= time_delta["high"]
+        assert change["energy"] is None and "energy unavailable" in change["energy_reason"]
+    table = cli(*grid, "--baseline", "-1").stdout
+    assert "against run 2" in table and "compared" in table and "Welch" in table
+    md = cli("report", "2", "--baseline", "1", "--db", str(db))
+    assert md.returncode == 0 and "## Against run 1" in md.stdout and "| compared" in md.stdout
+    csv_text = cli("report", "2", "--baseline", "1", "--format", "csv", "--db", str(db)).stdout
+    assert "time_ratio" in csv_text.split("\n\n")[1].splitlines()[0]
+    bad = cli(*grid, "--baseline", "9")
+    assert bad.returncode == 2 and "no run '9'" in bad.stderr
+    assert len(Store(db, create=False).sessions()) == 3  # the bad reference measured nothing
