@@ -119,7 +119,8 @@ def _part(result: Result, attr: str) -> str:
 def _split_axes(results: list[Result]) -> tuple[list[str], str]:
     """The axes that vary (they label bars and series) and a line of those that do not (for the title)."""
     varying = [attr for attr, _ in AXES if len({_axis_value(r, attr) for r in results}) > 1]
-    fixed = [f"{head}: {_axis_value(results[0], attr)}" for attr, head in AXES
+    # no-break spaces inside an item, so the title wraps between items, never within "threads: default"
+    fixed = [f"{head}:\u00a0{_axis_value(results[0], attr)}".replace(" ", "\u00a0") for attr, head in AXES
              if attr not in varying and not (attr == "options" and not results[0].options)]
     return varying, "   ".join(fixed)
 
@@ -158,9 +159,33 @@ def _footnote(fig: Figure, results: list[Result], varying: list[str], metered: b
         fig.supxlabel(text, x=0.01, ha="left", fontsize=7, color="#555555").set_gid("note|footnote")
 
 
+def short_reason(reason: str) -> str:
+    """A meter's reason without its fixes and asides, to fit on a figure: "nvml: nvidia-ml-py is not
+    installed (its module is pynvml); fix: pip install ..." -> "nvml: nvidia-ml-py is not installed"."""
+    import re
+
+    while True:
+        shorter = re.sub(r"\s*\([^()]*\)", "", reason)
+        if shorter == reason:
+            break
+        reason = shorter
+    kept: list[str] = []
+    in_fix = False
+    for part in (p.strip() for p in reason.split("; ")):
+        # a fix runs on, over "; ", until the next "name: reason" entry
+        if part.startswith("fix:"):
+            in_fix = True
+        elif re.match(r"^[\w.-]+: ", part):
+            in_fix = False
+        if part and not in_fix:
+            kept.append(part)
+    return "; ".join(kept)
+
+
 def _unavailable(ax: Axes, ok: list[Result]) -> None:
-    reason = ok[0].energy_unavailable or "no meter reading"
-    ax.text(0.5, 0.97, textwrap.fill(f"energy unavailable: {reason}", 70), transform=ax.transAxes, ha="center",
+    reason = short_reason(ok[0].energy_unavailable or "no meter reading")
+    text = f"energy unavailable: {reason} ('cnnbench list' shows the fixes)"
+    ax.text(0.5, 0.97, textwrap.fill(text, 70), transform=ax.transAxes, ha="center",
             va="top", fontsize=8, bbox={"boxstyle": "round", "fc": "#fff3cd", "ec": "#c9a227"},
             gid="note|energy-unavailable")
 

@@ -169,8 +169,8 @@ def test_labels_name_the_varying_axes_and_the_title_the_fixed_ones():
     results[1].precision = "fp16"
     fig = build_figure(results, "energy", title="Fig. 3")
     assert {gid.split("|")[1] for gid in drawn(fig, "energy|")} == {"fp32", "fp16"}
-    assert fig.get_suptitle().startswith("Fig. 3\nframework: torch")
-    assert "batch: 8" in fig.get_suptitle()
+    assert fig.get_suptitle().replace("\xa0", " ").startswith("Fig. 3\nframework: torch")
+    assert "batch: 8" in fig.get_suptitle().replace("\xa0", " ")
     # the same cell twice still gets two bars that can be told apart
     twice = drawn(build_figure([cell(domains=GPU_RUN), cell(domains=GPU_RUN)]), "ms|")
     assert set(twice) == {"ms|torch", "ms|torch #2"}
@@ -247,3 +247,14 @@ def test_import_is_instant_and_figures_leave_pyplot_alone():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_unavailable_note_keeps_the_reasons_and_leaves_out_the_fixes():
+    from cnnbench.plots import short_reason
+
+    reason = ("nvml: nvidia-ml-py is not installed (its module is pynvml); fix: pip install 'cnnbench[nvml]'  "
+              "(the nvidia-ml-py distribution; not the deprecated 'pynvml' one); rapl: no powercap tree at "
+              "/sys/class/powercap (this is a virtual machine, and hypervisors rarely pass RAPL through); fix: on "
+              "bare metal: sudo modprobe intel_rapl_msr; elsewhere set $CNNBENCH_POWERCAP_ROOT; pyrapl: not installed")
+    assert short_reason(reason) == ("nvml: nvidia-ml-py is not installed; rapl: no powercap tree at "
+                                    "/sys/class/powercap; pyrapl: not installed")
