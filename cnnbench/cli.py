@@ -50,7 +50,8 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--device", metavar="D", help=f"cpu, cuda or cuda:N{many}; default: cuda if an NVIDIA GPU is present, else cpu")
     p.add_argument("--precision", metavar="P", default="fp32", help=f"{', '.join(PRECISIONS)}{many} (default fp32)")
     p.add_argument("--kernels", metavar="K", help=f"vendor (cuDNN/oneDNN) or native (im2col+GEMM){many}; default: each framework's first (vendor where it has one)")
-    p.add_argument("--threads", metavar="T", help=f"compute threads{many}; default: the framework's")
+    p.add_argument("--threads", metavar="T", help=f"compute threads{many}: a number, physical (one per core) or "
+                                                  "logical (one per hardware thread); default: the framework's")
     _add_python(p)
     p.add_argument("--option", metavar="NAME=VALUE", action="append", default=[],
                    help="an adapter-specific switch, e.g. xla=on for tensorflow (repeatable; see cnnbench list)")
@@ -205,7 +206,7 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
     kernel_list = _values(args, "kernels", "--kernels", single)
     kernels = [check_choice("kernels", k, KERNELS) for k in kernel_list] if kernel_list else [None]
     threads_list = _values(args, "threads", "--threads", single)
-    threads = positive_ints("--threads", threads_list) if threads_list else [None]
+    threads = thread_counts(threads_list) if threads_list else [None]
     iterations = positive_int("--iterations", args.iterations) if args.iterations is not None else None
     measurement = Measurement(
         warmup=positive_int("--warmup", args.warmup, allow_zero=True),
@@ -231,6 +232,35 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
         )
         cells.append(Cell(config, spec))
     return cells, measurement
+
+
+THREAD_WORDS = ("physical", "logical")
+
+
+def thread_counts(values: list[str]) -> list[int]:
+    """``--threads`` values: whole numbers, or ``physical`` / ``logical`` (the paper's Fig. 7: one thread per
+    core against one per hardware thread) resolved on the CPUs this process may use. Where the two are
+    equal (no SMT, or SMT off) they name one cell, and the user is told so."""
+    from cnnbench.provenance import usable_cores
+
+    physical, logical = usable_cores()
+    counts = {"physical": physical, "logical": logical}
+    numbers = []
+    for value in values:
+        if value in counts:
+            number = counts[value]
+        elif value.strip().isdigit():
+            number = positive_int("--threads", value)
+        else:
+            raise UsageError(f"--threads takes whole numbers or {', '.join(THREAD_WORDS)}, not '{value}'")
+        if number in numbers:
+            if value in counts or any(v in counts for v in values):
+                print(f"cnnbench: --threads {','.join(values)}: {physical} physical cores and {logical} logical "
+                      f"CPUs here (SMT off or absent), so {number} threads is one cell", file=sys.stderr)
+                continue
+            raise UsageError(f"--threads lists {number} twice")
+        numbers.append(number)
+    return numbers
 
 
 def _options(texts: list[str], frameworks: list[str], host) -> dict[str, tuple[tuple[str, str], ...]]:

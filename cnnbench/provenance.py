@@ -42,6 +42,7 @@ def cpu_topology() -> dict[str, Any]:
         if "core id" in fields:
             cores.add((socket, fields["core id"]))
     smt = _read("/sys/devices/system/cpu/smt/active")
+    physical_usable, logical_usable = usable_cores()
     return {
         "cpu_model": model or platform.processor() or None,
         "logical_cpus": os.cpu_count(),
@@ -49,7 +50,24 @@ def cpu_topology() -> dict[str, Any]:
         "sockets": len(sockets) or None,
         # "1" / "0" from the kernel; None where the kernel does not say (no SMT control).
         "smt_active": None if smt is None else smt == "1",
+        # on, off, forceoff, notsupported, notimplemented: whether SMT could be switched, and how it is set
+        "smt_control": _read("/sys/devices/system/cpu/smt/control"),
+        # what this process may run on (its affinity mask, e.g. a container's cpuset)
+        "usable_physical_cores": physical_usable,
+        "usable_logical_cpus": logical_usable,
     }
+
+
+def usable_cores(root: str = "/sys/devices/system/cpu") -> tuple[int, int]:
+    """(physical cores, logical CPUs) among the CPUs this process may run on. Hyper-threads of one core
+    share its (package, core id); where sysfs has no topology, each logical CPU counts as a core."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        package = _read(f"{root}/cpu{cpu}/topology/physical_package_id")
+        core = _read(f"{root}/cpu{cpu}/topology/core_id")
+        cores.add((package, core) if core is not None else ("cpu", str(cpu)))
+    return len(cores), len(cpus)
 
 
 @lru_cache(maxsize=1)
