@@ -455,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             raise UsageError(
                 "cnnbench: error: a command is required; valid choices: list, networks, run, compare, verify, env, "
-                "history, show, report"
+                "history, show, report, recommend"
             )
         if args.command == "list":
             return cmd_list(args)
@@ -469,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cnnbench.netcmd import cmd_networks
 
             return cmd_networks(args)
-        if args.command in ("history", "show", "report"):
+        if args.command in ("history", "show", "report", "recommend"):
             from cnnbench.storecmd import cmd_store
 
             return cmd_store(args)

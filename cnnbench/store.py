@@ -326,6 +326,17 @@ class Store:
                           (session_id,))
         return [(row["position"], Result.from_dict(json.loads(row["record"]))) for row in rows]
 
+    def find(self, framework: str, network: str, status: str = "ok") -> list[tuple[int, Result]]:
+        """(session id, Result) of every stored cell of ``framework`` on ``network`` with ``status``, oldest first."""
+        rows = self._read("SELECT session_id, record FROM results WHERE framework = ? AND network = ? AND status = ? "
+                          "ORDER BY id", (framework, network, status))
+        return [(row["session_id"], Result.from_dict(json.loads(row["record"]))) for row in rows]
+
+    def names(self) -> tuple[list[str], list[str]]:
+        """The frameworks and the networks that have stored cells (for error messages)."""
+        return ([r[0] for r in self._read("SELECT DISTINCT framework FROM results ORDER BY 1")],
+                [r[0] for r in self._read("SELECT DISTINCT network FROM results ORDER BY 1")])
+
 
 def _ranges(ids: list[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""

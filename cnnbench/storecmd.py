@@ -16,6 +16,9 @@ PLOT_KINDS = ("auto", "energy", "batch")
 def add_store_parsers(sub) -> None:
     from cnnbench.cli import add_db
 
+    from cnnbench.recommend import add_parser as add_recommend
+
+    add_recommend(sub)
     p = sub.add_parser("history", help="the stored runs: when, what, how many cells")
     p.add_argument("--limit", metavar="N", default="20", help="the N newest runs (default 20; 0: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -53,6 +56,10 @@ def cmd_store(args: argparse.Namespace) -> int:
         return cmd_history(args)
     if args.command == "show":
         return cmd_show(args)
+    if args.command == "recommend":
+        from cnnbench.recommend import cmd_recommend
+
+        return cmd_recommend(args)
     return cmd_report(args)
 
 
