@@ -71,22 +71,25 @@ class Results(list):
             import pandas
         except ImportError:
             raise ImportError("Results.to_pandas needs pandas: pip install 'cnnbench[pandas]'") from None
-        from cnnbench.report import TEXT_COLUMNS, flat_rows
+        from cnnbench.report import INTEGER_COLUMNS, TEXT_COLUMNS, flat_rows
 
         frame = pandas.DataFrame(flat_rows(list(self)))
         for column in frame.columns:
-            if column not in TEXT_COLUMNS and not column.endswith("_method"):
+            if column in INTEGER_COLUMNS:
+                frame[column] = frame[column].astype("Int64")  # counts stay whole; None -> <NA>
+            elif column not in TEXT_COLUMNS and not column.endswith("_method"):
                 frame[column] = pandas.to_numeric(frame[column]).astype(float)  # None -> NaN, not 0
         return frame
 
     def plot(self, path: str | None = None, kind: str = "auto", title: str | None = None):
         """The paper-style figure: saved to ``path`` (.png, .svg, .pdf) when given; returns the Figure."""
-        from cnnbench.plots import build_figure, save_figure
+        from cnnbench.plots import build_figure, write_figure
 
         title = title or (f"cnnbench run {self.session}" if self.session is not None else None)
+        figure = build_figure(list(self), kind=kind, title=title)
         if path is not None:
-            save_figure(list(self), path, kind=kind, title=title)
-        return build_figure(list(self), kind=kind, title=title)
+            write_figure(figure, path)
+        return figure
 
     def compare_to(self, baseline: Results | int | str, db: str | None = None):
         """Each cell's change in time and energy against ``baseline`` (Results, or a stored run reference)."""
@@ -186,7 +189,11 @@ def load(run: int | str = "latest", db: str | None = None) -> Results:
 
 def history(db: str | None = None, limit: int | None = None) -> list:
     """The stored runs (``cnnbench.store.Session``), newest first."""
+    import os
+
     from cnnbench.store import Store, default_path
 
+    if not os.path.exists(db or default_path()):
+        return []  # nothing stored yet, as `cnnbench history` says
     with Store(db or default_path(), create=False) as store:
         return store.sessions(limit)

@@ -315,7 +315,7 @@ def cmd_grid(args: argparse.Namespace, single: bool, argv: list[str]) -> int:
     elif run.session_id is not None and not args.json:
         stored = f"stored as run {run.session_id} in {run.db_path}"
         if run.interrupted:
-            stored += f"; finish it with: cnnbench {'run' if single else 'compare'} --resume {run.session_id}"
+            stored += f"; finish it with: cnnbench compare --resume {run.session_id}"
         print(stored, file=sys.stderr)
     return run.exit_code
 
@@ -444,7 +444,7 @@ def _terminate(signum, frame) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from cnnbench.plugins import PluginError
     from cnnbench.spec import SpecError
-    from cnnbench.store import StoreError
+    from cnnbench.config import StoreError
 
     parser = build_parser()
     # SIGTERM and SIGHUP unwind like Ctrl-C, so workers are stopped and finished cells printed.

@@ -16,6 +16,11 @@ class UsageError(Exception):
     """Bad input from the user: the CLI prints it as one line and exits 2."""
 
 
+class StoreError(Exception):
+    """The results database cannot be opened, read or written (locked, full, not a database, ...); kept
+    here, not in cnnbench.store, so the CLI can catch it without importing sqlite3."""
+
+
 def device_kind(device: str) -> str:
     """``"cuda:1"`` -> ``"cuda"``."""
     return device.split(":", 1)[0]

@@ -80,8 +80,6 @@ def _resume(args: argparse.Namespace, store) -> tuple[Any, list, Measurement, se
     planned = store.plan(session.id)
     if planned is None:
         raise UsageError(f"run {session.id} was stored before cnnbench kept the plan of a grid; it cannot be resumed")
-    if session.shown_state == "running":
-        raise UsageError(f"run {session.id} is still running (process {session.pid}); resume it after it ends")
     for attr, key in _REUSED.items():
         if getattr(args, attr) == defaults.get(attr) and key in session.settings:
             setattr(args, attr, str(session.settings[key]))
@@ -142,7 +140,7 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
         try:
             if resumed is not None:
                 run.session_id = resumed.id
-                store.resume_session(resumed.id)
+                store.claim_session(resumed.id)
             else:
                 plan_records = [{"config": c.config.to_dict(), "spec": {"data": c.spec.data, "source": c.spec.source}}
                                 for c in cells]
@@ -170,8 +168,7 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
         for (position, _), result in zip(todo, run_grid(
                 [cell for _, cell in todo], measurement, host, timeout=timeout, meters=meters, pythons=pythons,
                 energy_unavailable=meters.no_energy_reason, on_start=on_start)):
-            new[position] = result
-            progress.done(result.status)
+            # stored before anything else, so a signal cannot fall between measuring a cell and keeping it
             if store is not None and run.store_error is None:
                 try:
                     store.add_result(run.session_id, position, result)
@@ -179,10 +176,17 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
                     # Keep measuring: the results are still printed (and in --json) at the end.
                     run.store_error = str(exc)
                     progress.say(f"cnnbench: {exc}; the remaining results are printed but not stored")
+            new[position] = result
+            progress.done(result.status)
     except (KeyboardInterrupt, Terminated) as exc:
         run.interrupted = 130 if isinstance(exc, KeyboardInterrupt) else 143
         state = "interrupted"
+    except BaseException:
+        state = "interrupted"  # a crash of the host: what is stored stays, --resume runs the rest
+        raise
     finally:
+        if run.store_error:
+            state = "interrupted"  # cells are missing from the store: --resume can run them again
         progress.close()
         meters.close()
         # the whole grid in plan order: what earlier sessions stored, then what this one ran

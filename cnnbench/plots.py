@@ -84,12 +84,22 @@ def build_figure(results: list[Result], kind: str = "auto", title: str | None = 
 
 def save_figure(results: list[Result], path: str | Path, kind: str = "auto", title: str | None = None) -> str:
     """Write the figure to ``path`` in the format its extension names; return the kind of figure drawn."""
+    _format(path)
+    fig, used = _build(results, kind, title)
+    write_figure(fig, path)
+    return used
+
+
+def _format(path: str | Path) -> str:
     fmt = Path(path).suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise UsageError(f"unknown figure format '{Path(path).suffix or path}'; valid choices: {', '.join(FORMATS)}")
-    fig, used = _build(results, kind, title)
-    fig.savefig(path, format=fmt, dpi=150)
-    return used
+    return fmt
+
+
+def write_figure(fig: Figure, path: str | Path) -> None:
+    """Write a built figure to ``path`` in the format its extension names."""
+    fig.savefig(path, format=_format(path), dpi=150)
 
 
 def _build(results: list[Result], kind: str, title: str | None) -> tuple[Figure, str]:

@@ -134,6 +134,9 @@ CSV_COLUMNS = (
 TEXT_COLUMNS = ("framework", "network", "device", "precision", "kernels", "options", "status", "reason",
                 "energy_method", "energy_unavailable", "peak_memory_kind", "framework_version", "cpu_model")
 
+#: Columns that hold whole numbers.
+INTEGER_COLUMNS = ("batch_size", "threads", "windows", "iterations", "peak_memory_bytes", "threads_used")
+
 
 def flat_rows(results: list[Result]) -> list[dict[str, Any]]:
     """One flat dict per cell (the CSV columns, plus ``<domain>_energy_per_image_j``, ``<domain>_power_w``

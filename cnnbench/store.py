@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from cnnbench.config import UsageError
+from cnnbench.config import StoreError, UsageError
 from cnnbench.results import Result
 
 #: Where results go when neither ``--db`` nor ``CNNBENCH_DB`` says otherwise (relative to the cwd).
@@ -70,15 +70,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sessions ADD COLUMN plan TEXT;
     ALTER TABLE sessions ADD COLUMN resumed INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX results_cell ON results(session_id, position);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+#: What a Session is read from (not the plan, which holds a network spec per cell).
+_SESSION_COLUMNS = ("id, started, finished, command, argv, state, cells_planned, hostname, pid, cnnbench_version, "
+                    "settings, resumed")
 #: Session states; a "running" session whose process is gone is shown as "ended abruptly".
 STATES = ("running", "complete", "interrupted")
 
-
-class StoreError(Exception):
-    """The results database cannot be opened, read or written (locked, full, not a database, ...)."""
 
 
 def default_path() -> str:
@@ -171,10 +172,17 @@ class Store:
         try:
             # Autocommit mode: every transaction below is explicit and short.
             self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _explain(self.path, exc) from None
+        try:
             self.db.row_factory = sqlite3.Row
             self._migrate()
         except sqlite3.Error as exc:
+            self.db.close()
             raise _explain(self.path, exc) from None
+        except BaseException:
+            self.db.close()
+            raise
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -194,7 +202,10 @@ class Store:
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk, an I/O error): a second ROLLBACK
+                # would raise and hide the real error
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -250,9 +261,15 @@ class Store:
             )
             return int(cursor.lastrowid)
 
-    def resume_session(self, session_id: int) -> None:
-        """Mark a session running again, in this process."""
+    def claim_session(self, session_id: int) -> None:
+        """Mark a session running again, in this process: checked and claimed in one transaction, so two
+        processes resuming one run cannot both run its missing cells."""
         with self._write() as db:
+            row = db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            session = self._session(row)
+            if session.shown_state == "running":
+                raise UsageError(f"run {session_id} is running in process {session.pid} on {session.hostname}; "
+                                 "resume it once that process has ended")
             db.execute("UPDATE sessions SET state = 'running', finished = NULL, pid = ?, hostname = ?, "
                        "resumed = resumed + 1 WHERE id = ?", (os.getpid(), socket.gethostname(), session_id))
 
@@ -279,7 +296,7 @@ class Store:
 
     def sessions(self, limit: int | None = None) -> list[Session]:
         """The sessions, newest first."""
-        sql = "SELECT * FROM sessions ORDER BY id DESC" + (" LIMIT ?" if limit else "")
+        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY id DESC" + (" LIMIT ?" if limit else "")
         rows = self._read(sql, (limit,) if limit else ())
         return [self._session(row) for row in rows]
 
@@ -318,7 +335,7 @@ class Store:
             session_id = int(text)
         else:
             raise UsageError(f"no run '{text}' in {self.path}; {valid}")
-        return self._session(self._read("SELECT * FROM sessions WHERE id = ?", (session_id,))[0])
+        return self._session(self._read(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))[0])
 
     def results(self, session_id: int) -> list[tuple[int, Result]]:
         """(position, Result) of a session's stored cells, in grid order; older records are migrated."""

@@ -80,7 +80,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     limit = positive_int("--limit", args.limit, allow_zero=True)
     if not os.path.exists(args.db or default_path()):
-        print(f"no runs stored in {args.db or default_path()} yet")
+        print("[]" if args.json else f"no runs stored in {args.db or default_path()} yet")
         return 0
     with _open(args) as store:
         sessions = store.sessions(limit or None)
@@ -169,7 +169,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             parts += ["", f"## Against run {base_session.id} ({_when(base_session.started)})", "",
                       changes_table(changes, tablefmt="github")]
         if args.plot:
-            parts += ["", f"![run {session.id}]({os.path.basename(args.plot)})"]
+            # relative to where the report is written, so the link works wherever the pair is moved
+            where = os.path.dirname(os.path.abspath(args.output)) if args.output else os.getcwd()
+            parts += ["", f"![run {session.id}]({os.path.relpath(os.path.abspath(args.plot), where)})"]
         text = "\n".join(parts)
     if args.plot:
         from cnnbench.plots import save_figure

@@ -35,7 +35,7 @@ def test_to_pandas_has_one_row_per_cell_and_nan_for_unmeasured(fake_site):
     pytest.importorskip("pandas")
     results = cnnbench.compare(frameworks="fake", networks="lenet", batch_size=[2, 4], device="cpu", **FAST)
     frame = results.to_pandas()
-    assert list(frame["batch_size"]) == [2.0, 4.0]
+    assert list(frame["batch_size"]) == [2, 4] and str(frame["batch_size"].dtype) == "Int64"
     assert list(frame["images_per_s"]) == pytest.approx([r.images_per_s for r in results])
     assert all(math.isnan(v) for v in frame["energy_per_image_j"])  # unavailable here: NaN, never 0
     assert frame["energy_unavailable"].iloc[0] == results[0].energy_unavailable
@@ -64,6 +64,7 @@ def test_plot_returns_the_figure(fake_site, tmp_path):
     pytest.importorskip("matplotlib")
     results = cnnbench.compare(frameworks="fake", networks="lenet", batch_size=[2, 4], device="cpu", **FAST)
     figure = results.plot(str(tmp_path / "sweep.svg"))
+    assert (tmp_path / "sweep.svg").stat().st_size > 0
     lines = [a for ax in figure.axes for a in ax.get_lines() if (a.get_gid() or "").startswith("images_per_s|")]
     assert [list(line.get_ydata()) for line in lines] == [pytest.approx([r.images_per_s for r in results])]
     assert (tmp_path / "sweep.svg").read_text().lstrip().startswith("<?xml")

@@ -142,6 +142,7 @@ _WRITER = textwrap.dedent("""
     path, go, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     with Store(path) as store:
         session = store.begin_session("compare", [name], [{"config": {}}] * 200)
+        (go.parent / f"ready-{name}").touch()
         while not go.exists():
             time.sleep(0.001)
         for position in range(200):
@@ -155,8 +156,10 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(go), name], env=env,
                                 stderr=subprocess.PIPE, text=True) for name in ("alpha", "beta")]
-    time.sleep(1.5)  # both have opened the database and begun their session
-    go.touch()
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready-{n}").exists() for n in ("alpha", "beta")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()  # both have opened the database and begun their session: they write at once from here
     for writer in writers:
         _, err = writer.communicate(timeout=120)
         assert writer.returncode == 0, err
@@ -347,3 +350,48 @@ def test_compare_and_report_against_a_baseline(cli, fake_site, tmp_path):
     bad = cli(*grid, "--baseline", "9")
     assert bad.returncode == 2 and "no run '9'" in bad.stderr
     assert len(Store(db, create=False).sessions()) == 3  # the bad reference measured nothing
+
+
+def test_a_run_being_resumed_elsewhere_cannot_be_claimed_twice(tmp_path):
+    with Store(tmp_path / "r.sqlite") as store:
+        session = store.begin_session("compare", ["compare"], [{}])  # running, in this (live) process
+        with pytest.raises(UsageError, match=f"run {session} is running in process {os.getpid()}"):
+            store.claim_session(session)
+        store.end_session(session, "interrupted")
+        store.claim_session(session)  # now it can be claimed, once
+        with pytest.raises(UsageError, match="is running in process"):
+            store.claim_session(session)
+
+
+def test_one_position_is_stored_once(tmp_path):
+    with Store(tmp_path / "r.sqlite") as store:
+        session = store.begin_session("compare", ["compare"], [{}])
+        store.add_result(session, 0, full_result())
+        with pytest.raises(StoreError, match="UNIQUE"):
+            store.add_result(session, 0, full_result())
+        assert len(store.results(session)) == 1
+
+
+def test_a_host_crash_mid_grid_leaves_the_run_resumable(fake_site, monkeypatch, _own_results_db):
+    import cnnbench
+    import cnnbench.runner
+
+    real = cnnbench.runner.run_grid
+
+    def crashing(cells, *args, **kwargs):
+        for index, result in enumerate(real(cells, *args, **kwargs)):
+            if index == 1:
+                raise RuntimeError("a bug in the host")
+            yield result
+
+    monkeypatch.setattr(cnnbench.runner, "run_grid", crashing)
+    with pytest.raises(RuntimeError, match="a bug in the host"):
+        cnnbench.compare(frameworks="fake", networks="lenet", batch_size=[1, 2, 3], device="cpu", warmup=1,
+                         min_time=0.02, repeats=2)
+    [session] = cnnbench.history()
+    assert (session.state, session.cells_stored, session.cells_planned) == ("interrupted", 1, 3)
+
+
+def test_history_json_without_a_database_is_an_empty_list(cli, tmp_path):
+    proc = cli("history", "--json", "--db", str(tmp_path / "none.sqlite"))
+    assert proc.returncode == 0 and json.loads(proc.stdout) == []
