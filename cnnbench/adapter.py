@@ -9,6 +9,13 @@ The worker process (``python -m cnnbench.worker``) drives an adapter through one
     adapter.synchronize(model)              # at every window edge
     adapter.peak_memory(model)
 
+For ``cnnbench layers`` (job mode "layers") it also drives the optional single-layer methods:
+
+    layer = adapter.build_layer(spec, name, config)   # one layer alone, synthetic inputs, one forward done
+    adapter.step_layer(layer, "forward")              # warm-up, then timed windows, per direction
+    adapter.step_layer(layer, "backward")
+    adapter.synchronize(layer)                        # at every window edge, with the layer's handle
+
 The host never imports a framework: it only calls the class-level methods ``availability()`` and
 ``capabilities()``, which must answer from package metadata and static knowledge. Framework imports
 belong inside the instance methods, which run in the worker.
@@ -76,6 +83,29 @@ class VerifyOutput:
     logits: Any
     #: layer name -> {"weight": ..., "bias": ...} for every layer with parameters.
     grads: dict[str, dict[str, Any]]
+
+
+#: The directions ``step_layer`` runs, in the order the worker times them.
+DIRECTIONS = ("forward", "backward")
+
+
+def propagate_down(spec: NetworkSpec, layer_name: str) -> tuple[bool, ...]:
+    """Which inputs of a layer get a gradient in a training step (Caffe's ``propagate_down``): those that
+    depend on parameters. The first convolution's input (the data) gets none, as in every framework."""
+    depends = {"data": False}
+    for layer in spec.layers:
+        needs = tuple(depends[name] for name in layer.inputs)
+        if layer.name == layer_name:
+            return needs
+        depends[layer.name] = any(needs) or layer.param_count > 0
+    raise KeyError(f"network '{spec.name}' has no layer '{layer_name}'")
+
+
+def runs_backward(spec: NetworkSpec, layer_name: str) -> bool:
+    """Whether a training step runs this layer's backward at all: it has parameters, or an input that
+    needs a gradient. A layer reading only the data with no parameters (a pool straight after the input)
+    is skipped by every framework's autograd, so ``cnnbench layers`` times no backward for it."""
+    return spec.layer(layer_name).param_count > 0 or any(propagate_down(spec, layer_name))
 
 
 class FrameworkAdapter(ABC):
@@ -162,6 +192,31 @@ class FrameworkAdapter(ABC):
         float64 NumPy arrays.
         """
         raise Unsupported(f"the {self.name} adapter does not implement verify")
+
+    # -- optional: single layers, for ``cnnbench layers`` (the paper's Fig. 5) ---------------------
+
+    def build_layer(self, spec: NetworkSpec, layer_name: str, config: RunConfig) -> Any:
+        """Build layer ``layer_name`` of ``spec`` alone, ready to time; return its handle.
+
+        The worker has called ``prepare(config)`` already. The layer gets synthetic inputs of its input
+        shapes (``spec.layer(name).input_shapes``, with ``config.batch_size`` in front) on the device,
+        in the dtype the layer sees inside the network at ``config.precision``, and its parameters
+        initialised. Backward uses a fixed synthetic upstream gradient of the output's shape (for the
+        softmax loss: the loss's own gradient, 1) and computes what a training step computes: every
+        parameter gradient, and the input gradients :func:`propagate_down` names. Do one forward here,
+        so that ``step_layer(handle, "backward")`` can run on its own (e.g. torch ``retain_graph=True``).
+        The handle is passed to ``synchronize``, so it must work there too. The worker calls this for
+        every layer, the softmax loss included (timed as "other"), then drops the handle.
+        """
+        raise Unsupported(f"{self.name} does not run single layers")
+
+    def step_layer(self, handle: Any, direction: str) -> None:
+        """Run the layer of ``handle`` once in ``direction``: ``"forward"`` (as in training: dropout
+        active, autograd recording) or ``"backward"`` (the upstream gradient to the input and parameter
+        gradients, repeatable without a new forward). The worker times many calls between two
+        ``synchronize(handle)`` calls; it never asks for the backward of a layer whose backward a
+        training step skips (see :func:`runs_backward`)."""
+        raise Unsupported(f"{self.name} does not run single layers")
 
     def inventory(self, config: RunConfig) -> dict[str, Any]:
         """Framework-side provenance: versions of the framework and its libraries, the device's name."""

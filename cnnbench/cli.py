@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--networks", "--network", dest="networks", metavar="N1,N2", default=DEFAULT_NETWORK,
                    help=f"network names or spec files (default {DEFAULT_NETWORK})")
     _add_axes(p, single=False)
+    p.add_argument("--preset", metavar="NAME", help="one of the paper's experiments, scaled to this machine (see "
+                                                     "cnnbench list); flags given as well override its settings")
     p.add_argument("--baseline", metavar="RUN", help="also show each cell's change in time and energy against "
                                                       "stored run RUN, with its uncertainty")
     p.add_argument("--resume", metavar="RUN", help="run only the cells of stored run RUN that are missing "
@@ -165,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     from cnnbench.storecmd import add_store_parsers
 
     add_store_parsers(sub)
+
+    from cnnbench.layercmd import add_layers_parser
+
+    add_layers_parser(sub)
+
+    from cnnbench.dvfscmd import add_dvfs_parser
+
+    add_dvfs_parser(sub)
     return parser
 
 
@@ -402,8 +412,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     failures = [f.__dict__ for f in host.failures]
     networks = sorted(builtin_networks())
     if args.json:
+        from cnnbench.presets import PRESETS
+
+        presets = [{"name": p.name, "figure": p.figure, "question": p.question, "command": p.command,
+                    "needs_gpu": p.needs_gpu} for p in PRESETS.values()]
         print(json.dumps({"frameworks": frameworks, "plugin_errors": failures, "meters": meters,
-                          "networks": networks}, indent=2))
+                          "networks": networks, "presets": presets}, indent=2))
         return 0
     from tabulate import tabulate
 
@@ -432,6 +446,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             if m["readable"]:
                 print(f"    {key}: {why}")
     print("\nnetworks\n  " + ", ".join(networks))
+    from cnnbench.presets import preset_lines
+
+    print("\npresets (--preset NAME: the paper's experiments, scaled to this machine)")
+    for line in preset_lines():
+        print(f"  {line}")
     return 0
 
 
@@ -455,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             raise UsageError(
                 "cnnbench: error: a command is required; valid choices: list, networks, run, compare, verify, env, "
-                "history, show, report, recommend"
+                "layers, dvfs, history, show, report, recommend"
             )
         if args.command == "list":
             return cmd_list(args)
@@ -469,6 +488,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cnnbench.netcmd import cmd_networks
 
             return cmd_networks(args)
+        if args.command == "layers":
+            from cnnbench.layercmd import cmd_layers
+
+            return cmd_layers(args)
+        if args.command == "dvfs":
+            from cnnbench.dvfscmd import cmd_dvfs
+
+            return cmd_dvfs(args)
         if args.command in ("history", "show", "report", "recommend"):
             from cnnbench.storecmd import cmd_store
 

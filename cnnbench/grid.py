@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from cnnbench.config import Measurement, RunConfig, UsageError, positive_float
 from cnnbench.results import Result
@@ -59,7 +59,7 @@ def open_store(args: argparse.Namespace):
 _PLANNED = {"frameworks": "--frameworks", "networks": "--networks", "batch_size": "--batch-size",
             "device": "--device", "precision": "--precision", "kernels": "--kernels", "threads": "--threads",
             "option": "--option", "warmup": "--warmup", "min_time": "--min-time", "repeats": "--repeats",
-            "iterations": "--iterations"}
+            "iterations": "--iterations", "preset": "--preset"}
 #: Settings of the machine rather than of the grid: taken from the stored run unless given again.
 _REUSED = {"timeout": "timeout_s", "meters": "meters", "idle": "idle_s"}
 
@@ -91,7 +91,9 @@ def _resume(args: argparse.Namespace, store) -> tuple[Any, list, Measurement, se
 
 
 def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: TextIO = sys.stderr,
-            show_progress: bool = False) -> GridRun:
+            show_progress: bool = False, annotate: Callable[[Result], None] | None = None) -> GridRun:
+    """Run the grid ``args`` describe. ``annotate`` may add to each result before it is stored (``dvfs``
+    records the clock setting a cell ran at)."""
     from cnnbench.cli import MAX_MIN_TIME_S, MAX_TIMEOUT_S, plan, pythons_for
     from cnnbench.meters import MeterSession
     from cnnbench.plugins import get_host
@@ -108,6 +110,11 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
             resumed, cells, measurement, _ = _resume(args, store)
             previous = dict(store.results(resumed.id))
         else:
+            if getattr(args, "preset", None):
+                from cnnbench.cli import build_parser
+                from cnnbench.presets import apply_preset
+
+                apply_preset(args, "compare", vars(build_parser().parse_args(["compare"])))
             cells, measurement = plan(args, host, single)
         baseline = None
         if getattr(args, "baseline", None):
@@ -168,6 +175,8 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
         for (position, _), result in zip(todo, run_grid(
                 [cell for _, cell in todo], measurement, host, timeout=timeout, meters=meters, pythons=pythons,
                 energy_unavailable=meters.no_energy_reason, on_start=on_start)):
+            if annotate is not None:
+                annotate(result)
             # stored before anything else, so a signal cannot fall between measuring a cell and keeping it
             if store is not None and run.store_error is None:
                 try:

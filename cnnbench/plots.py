@@ -13,6 +13,10 @@ Kinds of figure:
   cells have energy.
 - ``auto``: ``batch`` when the successful cells have more than one batch size, else ``energy``.
 
+The layer breakdown of ``cnnbench layers`` (Fig. 5) is drawn from its report, not from results:
+``build_layers_figure`` / ``save_layers_figure``, with gids ``share|{part}|{type}`` (part ``forward``,
+``backward`` or ``total``; the segment's height is the type's share in %).
+
 Every data artist carries a ``gid``, so tests and users can find what was drawn and compare it with the stored
 results (``fig.findobj(lambda a: a.get_gid() == gid)``; SVG output keeps gids as element ids):
 
@@ -398,3 +402,81 @@ def _batch_figure(figure_class: Any, results: list[Result], ok: list[Result], ti
     _title(fig, title or default_title, fixed)
     _footnote(fig, results, varying, metered)
     return fig
+
+
+# -- energy by layer type (Fig. 5) --------------------------------------------------------------------------
+
+#: One colour per layer type of ``cnnbench.layerbench.TYPES``, convolution darkest: it dominates (87 % in the paper).
+_TYPE_COLOURS = {"convolution": "#1f4e8c", "pooling": "#6aa84f", "ReLU": "#e69138", "fully connected": "#a64d79",
+                 "LRN": "#45b5c4", "concat": "#999999", "other": "#d9d2a6"}
+_PART_NAMES = {"forward": "forward", "backward": "backward", "total": "forward + backward"}
+
+
+def build_layers_figure(report: dict[str, Any], title: str | None = None) -> Figure:
+    """The paper's Fig. 5 from a ``cnnbench layers`` report: one bar per direction (forward, backward, both),
+    stacked by layer type, each segment the type's share (%) of that bar's energy, or of its time where no
+    meter gave energy. Gids: ``share|{part}|{type}`` (a segment, height in %), ``value|{part}`` (the bar's
+    ms/iter and J/image), ``note|footnote`` (the coherence line; why energy is missing)."""
+    if report.get("status") != "ok" or not report.get("types"):
+        raise UsageError(f"nothing to plot: the layer run ended with status {report.get('status')}"
+                         + (f" ({report['reason']})" if report.get("reason") else ""))
+    figure_class, canvas_class = _matplotlib()
+    from matplotlib.patches import Patch
+
+    totals = report["totals"]
+    metered = all(totals[p]["energy_pct"] is not None for p in ("forward", "backward", "total"))
+    key, unit = ("energy_pct", "energy") if metered else ("time_pct", "time")
+    parts = ("forward", "backward", "total")
+    fig = figure_class(figsize=(7.0, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    for x, part in enumerate(parts):
+        bottom = 0.0
+        for entry in report["types"]:
+            share = entry[part][key] or 0.0
+            colour = _TYPE_COLOURS.get(entry["type"], "#cccccc")
+            (rect,) = ax.bar([x], [share], _BAR_WIDTH, bottom=bottom, color=colour, edgecolor="white", linewidth=0.5)
+            rect.set_gid(f"share|{part}|{entry['type']}")
+            if share >= 4:  # smaller segments would be unreadable; the table has every number
+                dark = entry["type"] in ("convolution", "fully connected")
+                ax.text(x, bottom + share / 2, f"{share:.0f}%", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+            bottom += share
+        value = f"{_ms(totals[part]['time_ms'])}/iter"
+        if metered:
+            value += f"\n{totals[part]['energy_per_image_j']:.3g} J/image"
+        ax.annotate(value, (x, bottom), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                    fontsize=8, gid=f"value|{part}")
+    ax.set_xticks(range(len(parts)), [_PART_NAMES[p] for p in parts])
+    ax.set_xlim(-0.6, len(parts) - 0.4)
+    ax.set_ylim(0, 118)  # room for the values above the 100 % bars
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel(f"share of {unit} (%)")
+    handles = [Patch(color=_TYPE_COLOURS.get(e["type"], "#cccccc"), label=e["type"]) for e in report["types"]]
+    ax.legend(handles=handles[::-1], loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False,
+              title="layer type (top to bottom)", title_fontsize=8)
+    threads = report["threads"] or "default"
+    fixed = (f"{report['framework']}   {report['network']}   batch\u00a0size:\u00a0{report['batch_size']}   "
+             f"{report['device']}   {report['precision']}   kernels:\u00a0{report['kernels']}   threads:\u00a0{threads}")
+    default = "Training energy by layer type" if metered else "Training time by layer type"
+    _title(fig, title or default, fixed)
+    notes = [f"coherence: {report['coherence']['text']}"] if report.get("coherence") else []
+    if not metered:
+        reason = short_reason(report.get("energy_unavailable") or "a layer has no energy reading")
+        notes.append(f"shares of time: energy unavailable ({reason})")
+    width = int(fig.get_figwidth() * 15)
+    fig.supxlabel("\n".join(textwrap.fill(n, width, subsequent_indent="    ") for n in notes), x=0.01, ha="left",
+                  fontsize=7, color="#555555").set_gid("note|footnote")
+    canvas_class(fig)
+    return fig
+
+
+def save_layers_figure(report: dict[str, Any], path: str | Path, title: str | None = None) -> None:
+    """Write :func:`build_layers_figure` to ``path`` in the format its extension names."""
+    _format(path)
+    write_figure(build_layers_figure(report, title), path)
+
+
+def check_figure_path(path: str | Path) -> None:
+    """Usage errors of ``--plot PATH`` (format, matplotlib missing), before anything is measured."""
+    _format(path)
+    _matplotlib()

@@ -20,7 +20,6 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 from cnnbench.config import StoreError, UsageError

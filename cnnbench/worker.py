@@ -5,20 +5,31 @@ Protocol (version 1). The host writes one JSON object to the worker's stdin and 
     {"protocol": 1, "mode": "bench", "config": {RunConfig}, "measurement": {Measurement},
      "spec": {"data": {...}, "source": "..."}}
     {"protocol": 1, "mode": "verify", "config": ..., "spec": ..., "arrays": "in.npz", "output": "out.npz"}
+    {"protocol": 1, "mode": "layers", "config": ..., "measurement": ..., "spec": ..., "layers": [names] | null}
 
 The worker writes JSON lines to its stdout, one event each, flushed as they happen. Every event has
 ``event`` and ``t`` (``time.monotonic()``, i.e. CLOCK_MONOTONIC, which the host's meters share):
 
     hello       pid, python, framework, framework_version
-    phase       phase: "prepare" | "build" | "warmup" | "measure"
+    phase       phase: "prepare" | "build" | "warmup" | "measure" | "network" (mode "layers")
     warmup      index, seconds                       (one per warm-up iteration, excluded from results)
     window      index, start, end, iterations        (a timed window; start/end are CLOCK_MONOTONIC)
+    layer       index, count, name, type             (mode "layers": this layer is built and timed next)
     result      the measurement: per-window times, peak memory, threads, inventory
     verified    output (the .npz with loss, logits and gradients), inventory   (mode "verify")
     unsupported reason                               (the adapter cannot run this configuration)
     unavailable reason                               (the framework cannot be imported by this interpreter)
     oom         message
     error       type, message, traceback
+
+Mode "layers" (``cnnbench layers``, the paper's Fig. 5) times every layer of the spec alone (or those
+``layers`` names), each built by ``adapter.build_layer`` and dropped before the next: warm-up and windows
+as in bench mode for ``step_layer(handle, "forward")``, then for ``"backward"`` (skipped, with a reason,
+for a layer whose backward a training step does not run). Its warmup and window events carry ``layer``
+and ``direction``. Then, in the same process, the whole network's training step as in bench mode
+(events with ``direction`` "network"), the reference the layers' sum is checked against. Its result
+holds ``windows`` (the whole network's, so it reads like a bench result) and ``layers``: per layer
+``name``, ``type`` and per direction ``{"windows": [...]}`` or ``{"skipped": reason}``.
 
 Exactly one of result / unsupported / oom / error ends a job. A worker that dies without one (a
 segfault, a SIGKILL) is turned into status ``error`` by the host. Libraries that print to stdout
@@ -190,6 +201,59 @@ def _bench(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> N
     )
 
 
+def _layers(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> None:
+    """Every layer alone, forward and backward, then the whole training step (see the module docstring)."""
+    from cnnbench.adapter import DIRECTIONS, runs_backward
+    from cnnbench.config import Measurement
+
+    measurement = Measurement(**job["measurement"])
+    timing = (measurement.warmup, measurement.min_time, measurement.repeats, measurement.iterations)
+    t0 = time.monotonic()
+    emit("phase", phase="prepare")
+    adapter.prepare(config)
+    spec = _spec(job)
+    names = job.get("layers") or [layer.name for layer in spec.layers]
+    layers = []
+    for index, name in enumerate(names):
+        kind = spec.layer(name).type
+        emit("layer", index=index, count=len(names), name=name, type=kind)
+        handle = adapter.build_layer(spec, name, config)
+        entry: dict[str, Any] = {"name": name, "type": kind}
+        for direction in DIRECTIONS:
+            if direction == "backward" and not runs_backward(spec, name):
+                entry[direction] = {"skipped": "a training step runs no backward here: nothing at or "
+                                               "before this layer has parameters"}
+                continue
+            tagged = _tagged(emit, layer=name, direction=direction)
+            windows = measure(lambda: adapter.step_layer(handle, direction), lambda: adapter.synchronize(handle),
+                              *timing, tagged)
+            entry[direction] = {"windows": windows}
+        layers.append(entry)
+        handle = None  # freed before the next layer is built, so two never share the device's memory
+    t1 = time.monotonic()
+    emit("phase", phase="network")
+    model = adapter.build(spec, config)
+    windows = measure(lambda: adapter.step(model), lambda: adapter.synchronize(model), *timing,
+                      _tagged(emit, direction="network"))
+    t2 = time.monotonic()
+    peak, peak_kind = adapter.peak_memory(model)
+    emit(
+        "result",
+        windows=windows,
+        layers=layers,
+        peak_memory_bytes=peak,
+        peak_memory_kind=peak_kind,
+        threads=adapter.actual_threads(config),
+        inventory={"worker_python": platform.python_version(), **adapter.inventory(config)},
+        timings={"layers_s": t1 - t0, "network_s": t2 - t1},
+    )
+
+
+def _tagged(emit: Callable[..., None], **tags: Any) -> Callable[..., None]:
+    """``emit`` with ``tags`` added to every event, so the host can tell whose window it is."""
+    return lambda event, **fields: emit(event, **tags, **fields)
+
+
 def _verify(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> None:
     """One forward and backward on given weights and data (arrays in an .npz file, too big for JSON);
     the loss, logits and gradients go to another .npz file."""
@@ -214,7 +278,7 @@ def _verify(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> 
 
 
 #: Job modes: what the worker does with the adapter.
-MODES = {"bench": _bench, "verify": _verify}
+MODES = {"bench": _bench, "verify": _verify, "layers": _layers}
 
 
 def _die_with_parent() -> None:

@@ -8,6 +8,9 @@ Precisions: ``fp32`` for timing (IEEE fp32 throughout; CuPy's TF32 switch ``CUPY
 reference of ``cnnbench verify``; set ``verify_float64 = False`` on an instance to verify the engine's
 own fp32 arithmetic instead (then ``config.precision`` must be ``fp32``).
 
+Single layers (``cnnbench layers``): the engine's own layer classes, each bound to synthetic inputs
+(see ``single.py``), so a layer alone does the work it does inside the net.
+
 Threads: the BLAS thread pool, through threadpoolctl when it is installed; without it the host's
 ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` (set for every worker when
 ``--threads`` is given) are what the BLAS reads at start-up. Everything outside the GEMMs runs on one
@@ -109,6 +112,25 @@ class CaffeAdapter(FrameworkAdapter):
             model.net.step()
         except Exception as exc:
             model.backend.raise_if_oom(exc)
+            raise
+
+    def build_layer(self, spec, layer_name, config) -> Any:
+        from cnnbench_caffe.single import build_single
+
+        backend = self.backend or self._backend(config)
+        try:
+            return build_single(spec, layer_name, config.batch_size, backend, self._dtype(config), config.seed)
+        except Exception as exc:
+            backend.raise_if_oom(exc)
+            raise
+
+    def step_layer(self, handle, direction: str) -> None:
+        from cnnbench_caffe.single import step_single
+
+        try:
+            step_single(handle, direction)
+        except Exception as exc:
+            handle.backend.raise_if_oom(exc)
             raise
 
     def synchronize(self, model: CaffeModel) -> None:

@@ -27,6 +27,25 @@ COLUMN_BUDGET_BYTES = 1 << 30
 LEARNING_RATE, MOMENTUM = 0.01, 0.9
 
 
+def column_sizes(spec: Any, batch: int) -> dict[str, int]:
+    """Elements of each convolution's column matrix (im2col of its whole batch), by layer name."""
+    sizes = {}
+    for layer in spec.layers:
+        if layer.type != "conv":
+            continue
+        c, h, w = layer.input_shapes[0]
+        p = layer.params
+        out = [conv_size(s, k, st, q) for s, k, st, q in zip((h, w), p["kernel"], p["stride"], p["pad"])]
+        sizes[layer.name] = c * math.prod(p["kernel"]) * batch * math.prod(out)
+    return sizes
+
+
+def shares_columns(spec: Any, batch: int, dtype: Any, budget: int = COLUMN_BUDGET_BYTES) -> bool:
+    """Whether the net's convolutions share one column buffer (and lower again in backward)."""
+    sizes = column_sizes(spec, batch)
+    return bool(sizes) and sum(sizes.values()) * numpy.dtype(dtype).itemsize > budget
+
+
 class Net:
     """One network on one device in one dtype; ``train=False`` makes dropout the identity."""
 
@@ -76,17 +95,10 @@ class Net:
                             for unit, _ in self.layers for key in unit.weights]
 
     def _shared_columns(self, spec: Any, batch: int, budget: int) -> Any:
-        sizes = []
-        for layer in spec.layers:
-            if layer.type != "conv":
-                continue
-            c, h, w = layer.input_shapes[0]
-            p = layer.params
-            out = [conv_size(s, k, st, q) for s, k, st, q in zip((h, w), p["kernel"], p["stride"], p["pad"])]
-            sizes.append(c * math.prod(p["kernel"]) * batch * math.prod(out))
-        if not sizes or sum(sizes) * self.dtype.itemsize <= budget:
+        sizes = column_sizes(spec, batch)
+        if not shares_columns(spec, batch, self.dtype, budget):
             return None
-        return self.xp.empty(max(sizes), self.dtype)
+        return self.xp.empty(max(sizes.values()), self.dtype)
 
     # -- a training step ---------------------------------------------------------------------------
 

@@ -4,6 +4,9 @@ Kernel families (the paper's Fig. 2 and Fig. 4):
 - ``vendor``: cuDNN on CUDA (autotuned during warm-up with ``cudnn.benchmark``), oneDNN on the CPU.
 - ``native``: PyTorch's own im2col + GEMM convolution (``slow_conv2d``), cuDNN / oneDNN / NNPACK off.
 
+Single layers (``cnnbench layers``): each layer's module alone, on synthetic inputs in the dtype it sees
+inside the network, under the same device, kernel and autocast settings (see ``layer.py``).
+
 Precisions: ``fp32`` is strict IEEE fp32 (TF32 off, on CUDA too, where PyTorch enables it for
 convolutions by default); ``tf32`` enables it on CUDA; ``fp16`` and ``bf16`` use autocast.
 """
@@ -108,20 +111,14 @@ class TorchAdapter(FrameworkAdapter):
         from cnnbench_torch.model import build_module
 
         torch.manual_seed(config.seed)
-        device = torch.device("cuda", config.device_index) if config.device_kind == "cuda" else torch.device("cpu")
+        device = _device(torch, config)
         try:
             module = build_module(spec).to(device).train()
             x = torch.randn(config.batch_size, *spec.input_shape, device=device)
             y = torch.randint(0, spec.num_classes, (config.batch_size,), device=device)
         except torch.OutOfMemoryError as exc:
             raise OutOfMemory(str(exc)) from exc
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.precision)
-        if dtype is None:
-            autocast = contextlib.nullcontext
-        else:
-            def autocast():
-                return torch.autocast(device_type=device.type, dtype=dtype)
-        model = TorchModel(module, x, y, device, autocast)
+        model = TorchModel(module, x, y, device, _autocast(torch, device, config.precision))
         if config.optimizer:
             model.optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
             if config.precision == "fp16":
@@ -144,6 +141,35 @@ class TorchAdapter(FrameworkAdapter):
                 loss.backward()
                 if model.optimizer is not None:
                     model.optimizer.step()
+        except Exception as exc:
+            _raise_if_oom(exc)
+            raise
+
+    def build_layer(self, spec, layer_name, config) -> Any:
+        import torch
+
+        from cnnbench_torch.layer import blob_dtypes, build_single
+
+        device = _device(torch, config)
+        autocast = _autocast(torch, device, config.precision)
+        try:
+            dtypes = None
+            if config.precision in ("fp16", "bf16"):
+                # Once per network: every layer of the job reads it.
+                cache = getattr(self, "_dtypes", None)
+                if cache is None or cache[0] != (spec.name, config.precision):
+                    cache = self._dtypes = ((spec.name, config.precision), blob_dtypes(spec, device, autocast))
+                dtypes = cache[1]
+            return build_single(spec, layer_name, config.batch_size, device, autocast, dtypes, config.seed)
+        except Exception as exc:
+            _raise_if_oom(exc)
+            raise
+
+    def step_layer(self, handle, direction: str) -> None:
+        from cnnbench_torch.layer import step_single
+
+        try:
+            step_single(handle, direction)
         except Exception as exc:
             _raise_if_oom(exc)
             raise
@@ -234,6 +260,22 @@ class TorchAdapter(FrameworkAdapter):
                 }
             )
         return info
+
+
+def _device(torch, config) -> Any:
+    return torch.device("cuda", config.device_index) if config.device_kind == "cuda" else torch.device("cpu")
+
+
+def _autocast(torch, device, precision: str) -> Any:
+    """A callable returning the precision's autocast context (a null context for fp32 and tf32)."""
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    return autocast
 
 
 def _pci_bus_id(props) -> str | None:

@@ -18,7 +18,7 @@ from cnnbench.spec import Layer, NetworkSpec
 _INPLACE_SAFE_PRODUCERS = ("conv", "fc", "pool")
 
 
-def _layer_module(layer: Layer, inplace_ok: bool) -> nn.Module:
+def layer_module(layer: Layer, inplace_ok: bool) -> nn.Module:
     p = layer.params
     if layer.type == "conv":
         return nn.Conv2d(
@@ -103,7 +103,7 @@ def build_module(spec: NetworkSpec, graph: bool = False) -> nn.Module:
         for name in layer.inputs:
             readers[name] = readers.get(name, 0) + 1
     modules = [
-        _layer_module(
+        layer_module(
             layer,
             inplace_ok=producers.get(layer.inputs[0]) in _INPLACE_SAFE_PRODUCERS and readers[layer.inputs[0]] == 1,
         )

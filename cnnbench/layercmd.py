@@ -1,0 +1,200 @@
+"""``cnnbench layers``: time and energy by layer and by layer type (the paper's Fig. 5), with the check that
+the layers add up to the whole network's training step.
+
+Every layer of the network runs alone in one worker, forward and backward separately, in timed windows
+the meters integrate; then the whole network's step in the same worker (``cnnbench.layerbench``). The
+axes take one value each; the measurement flags mean what they mean for ``run``.
+
+Exit codes as for ``run``: 0 when the layers were measured, or the framework cannot run single layers
+(``unsupported``: a status, said in one line, not a failure); 1 when the worker failed (error, oom,
+timeout); 2 for bad usage; 130 / 143 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from cnnbench.config import PRECISIONS, UsageError, positive_float
+
+#: The flags that take one value here (``compare`` is the command for grids).
+_SINGLE = (("batch_size", "--batch-size"), ("device", "--device"), ("precision", "--precision"),
+           ("kernels", "--kernels"), ("threads", "--threads"))
+
+
+def add_layers_parser(sub) -> None:
+    from cnnbench.cli import DEFAULT_NETWORK, _add_python
+
+    p = sub.add_parser("layers", help="time and energy by layer and by layer type (the paper's Fig. 5)",
+                       description="Run every layer of the network alone, forward and backward, then the whole "
+                                   "training step in the same worker: time and energy per layer and per layer type, "
+                                   "and whether the layers add up to the network.")
+    p.add_argument("--framework", metavar="F", help="framework name (see cnnbench list); required unless --preset")
+    p.add_argument("--preset", metavar="NAME", help="layers: the paper's Fig. 5 (caffe, alexnet), scaled to this "
+                                                     "machine; flags given as well override its settings")
+    p.add_argument("--network", metavar="N", default=DEFAULT_NETWORK,
+                   help=f"network name or spec file (default {DEFAULT_NETWORK})")
+    p.add_argument("--batch-size", metavar="B", help="images per iteration; default: the network's")
+    p.add_argument("--device", metavar="D", help="cpu, cuda or cuda:N; default: cuda if an NVIDIA GPU is present, else cpu")
+    p.add_argument("--precision", metavar="P", default="fp32", help=f"{', '.join(PRECISIONS)} (default fp32)")
+    p.add_argument("--kernels", metavar="K", help="vendor (cuDNN/oneDNN) or native (im2col+GEMM); default: the "
+                                                  "framework's first")
+    p.add_argument("--threads", metavar="T", help="compute threads: a number, physical or logical; default: the framework's")
+    _add_python(p)
+    p.add_argument("--option", metavar="NAME=VALUE", action="append", default=[],
+                   help="an adapter-specific switch, e.g. xla=on for tensorflow (repeatable; see cnnbench list)")
+    g = p.add_argument_group("measurement (per layer and direction, and for the whole network)")
+    g.add_argument("--warmup", metavar="N", default="2", help="warm-up iterations, not timed (default 2)")
+    g.add_argument("--min-time", metavar="S", default="1.0", help="each timed window lasts at least S seconds (default 1)")
+    g.add_argument("--repeats", metavar="R", default="5", help="timed windows (default 5)")
+    g.add_argument("--iterations", metavar="N", help="fixed iterations per window instead of --min-time")
+    g.add_argument("--timeout", metavar="S", default="1800",
+                   help="seconds for the whole layer run before its worker is stopped (default 1800)")
+    g.add_argument("--meters", metavar="M", default="auto",
+                   help="auto (every meter readable here), none, or meter names, e.g. rapl,nvml (default auto)")
+    g.add_argument("--idle", metavar="S", default="5",
+                   help="seconds of idle power measured first, for above-idle energy; 0: none (default 5)")
+    p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    p.add_argument("--plot", metavar="FILE", help="write the breakdown by layer type as a figure (.png, .svg or .pdf)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from cnnbench.cli import MAX_MIN_TIME_S, MAX_TIMEOUT_S, plan, pythons_for
+    from cnnbench.grid import Terminated
+    from cnnbench.layerbench import progress_events, run_layers
+    from cnnbench.meters import MeterSession
+    from cnnbench.plugins import get_host
+    from cnnbench.progress import Progress
+
+    if args.preset:
+        from cnnbench.cli import build_parser
+        from cnnbench.presets import apply_preset
+
+        apply_preset(args, "layers", vars(build_parser().parse_args(["layers"])))
+    if not args.framework:
+        raise UsageError("cnnbench layers: --framework is required (or --preset layers)")
+    for attr, flag in _SINGLE:
+        value = getattr(args, attr)
+        if value is not None and "," in value:
+            raise UsageError(f"{flag} takes one value with 'layers', not '{value}'")
+    host = get_host()
+    (cell,), measurement = plan(args, host, single=True)
+    if args.plot:
+        from cnnbench.plots import check_figure_path
+
+        check_figure_path(args.plot)  # before minutes of measuring, not after
+    python = pythons_for(args.python, [cell.config.framework], host).get(cell.config.framework)
+    timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
+    idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
+    meters = MeterSession.open(args.meters, host)
+    if args.meters not in ("auto", "none"):
+        # Named meters were asked for: say now that one cannot be read, not after the run.
+        broken = {name: why for name, why in meters.unavailable.items() if ":" not in name}
+        if broken:
+            meters.close()
+            name, why = next(iter(broken.items()))
+            raise UsageError(f"meter '{name}' cannot be read here: {why}")
+    show = sys.stderr.isatty() and not args.json and not args.quiet
+    progress = Progress(len(cell.spec.layers) + 1, sys.stderr, enabled=show)
+    try:
+        if meters.domains:
+            meters.start()
+            if idle_s:
+                progress.say(f"measuring idle power for {idle_s:g} s ...")
+                meters.idle(idle_s)
+        report = run_layers(cell, measurement, host, timeout=timeout, meters=meters, python=python,
+                            on_event=progress_events(progress, len(cell.spec.layers) + 1))
+    except (KeyboardInterrupt, Terminated) as exc:
+        print("cnnbench: layers: interrupted; nothing was measured to the end", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    finally:
+        progress.close()
+        meters.close()
+    report["meters"] = {"domains": {d: info.to_dict() for d, info in meters.domains.items()},
+                        "unavailable": meters.unavailable, "idle_power_w": dict(meters.idle_power or {}),
+                        "idle_s": idle_s}
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    elif report["status"] == "ok":
+        print(layers_text(report))
+    if report["status"] != "ok":
+        # One line, whatever went wrong; the JSON document (if asked for) has the details.
+        print(f"cnnbench: layers: {report['framework']}: {report['status']}: {report['reason']}", file=sys.stderr)
+        return 1 if report["status"] in ("error", "oom", "timeout") else 0
+    if args.plot:
+        from cnnbench.plots import save_layers_figure
+
+        save_layers_figure(report, args.plot)
+        print(f"figure written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+# -- the tables -----------------------------------------------------------------------------------------------
+
+
+def _ms(value: float) -> str:
+    from cnnbench.layerbench import fmt_ms
+
+    return fmt_ms(value)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def layers_text(report: dict[str, Any]) -> str:
+    """The per-layer table, the by-type table and the coherence line of a report (``status`` ok)."""
+    from tabulate import tabulate
+
+    notes: list[str] = []
+
+    def note(text: str) -> str:
+        if text not in notes:
+            notes.append(text)
+        return f"[{notes.index(text) + 1}]"
+
+    metered = report["totals"]["total"]["energy_per_image_j"] is not None
+    unavailable = report.get("energy_unavailable") or "some layer has no energy reading"
+
+    def energy(entry: dict[str, Any]) -> list[str]:
+        if entry["energy_per_image_j"] is None:
+            return [f"unavailable {note(unavailable)}"] + (["", ""] if metered else [])
+        return [f"{entry['energy_per_image_j']:.4g}", _pct(entry["energy_pct"]),
+                "-" if entry["power_w"] is None else f"{entry['power_w']:.1f}"]
+
+    heads = ["J/image", "energy %", "W"] if metered else ["energy J/image"]
+    rows = []
+    for layer in report["layers"]:
+        backward = "skipped" if "skipped" in layer["backward"] else _ms(layer["backward"]["time_ms"])
+        rows.append([layer["name"], layer["type"], _ms(layer["forward"]["time_ms"]), backward,
+                     _ms(layer["time_ms"]), _pct(layer["time_pct"]), *energy(layer)])
+    totals = report["totals"]
+    total_row = ["total", "", _ms(totals["forward"]["time_ms"]), _ms(totals["backward"]["time_ms"]),
+                 _ms(totals["total"]["time_ms"]), _pct(totals["total"]["time_pct"]), *energy(totals["total"])]
+    rows.append(total_row)
+    threads = report["threads"] or "default"
+    lines = [f"framework: {report['framework']}  network: {report['network']}  batch: {report['batch_size']}  "
+             f"device: {report['device']}  precision: {report['precision']}  kernels: {report['kernels']}  "
+             f"threads: {threads}", "", "by layer"]
+    timing = ["forward ms", "backward ms", "ms/iter", "time %"]
+    lines.append(tabulate(rows, headers=["layer", "type", *timing, *heads], disable_numparse=True))
+    rows = [[t["type"], str(len(t["layers"])), _ms(t["forward"]["time_ms"]), _ms(t["backward"]["time_ms"]),
+             _ms(t["total"]["time_ms"]), _pct(t["total"]["time_pct"]), *energy(t["total"])] for t in report["types"]]
+    rows.append(["total", str(len(report["layers"])), *total_row[2:]])
+    lines += ["", "by layer type"]
+    lines.append(tabulate(rows, headers=["type", "layers", *timing, *heads], disable_numparse=True))
+    lines += ["", f"coherence: {report['coherence']['text']}"]
+    lines.append("times: median over the windows of each window's time per iteration; a sum is the sum of medians. "
+                 "time % and energy %: share of the sum over all layers. other: dropout, flatten and the softmax "
+                 "loss (timed, as the training step computes it too).")
+    if metered:
+        lines.append("J/image and W: package + DRAM + the run's GPU over each layer's timed windows; W of a sum: "
+                     "its energy per iteration over its time per iteration.")
+    lines += report.get("notes") or []
+    if notes:
+        lines.append("")
+        lines.extend(f"[{i}] {text}" for i, text in enumerate(notes, 1))
+    return "\n".join(lines)
