@@ -184,7 +184,11 @@ def test_cli_survives_a_broken_third_party_plugin(tmp_path, cli):
     listed = cli("list", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     data = json.loads(listed.stdout)
-    assert [f["name"] for f in data["frameworks"]] == ["caffe", "mxnet", "tensorflow", "torch"]
+    # every framework is still there: the built-ins and any third-party adapter installed here (CI
+    # installs the example plugin docs/examples/cnnbench-jax)
+    installed = list(PluginHost().adapters())
+    assert {"caffe", "mxnet", "tensorflow", "torch"} <= set(installed)
+    assert [f["name"] for f in data["frameworks"]] == installed
     (error,) = data["plugin_errors"]
     assert error["plugin"] == "broken" and error["origin"] == "entry point of cnnbench-broken"
     assert "No module named 'this_module_does_not_exist'" in error["error"]
@@ -197,3 +201,17 @@ def test_cli_survives_a_broken_third_party_plugin(tmp_path, cli):
 
 def test_fake_plugin_fixture_is_a_real_package():
     assert (FAKE_PLUGIN / "cnnbench_fake" / "__init__.py").is_file()
+
+
+def test_every_builtin_adapter_meets_the_host_side_contract():
+    """cnnbench.testing.check_host_side, as plugin authors run it: class attributes; availability() and
+    capabilities() answer in a fresh interpreter, without importing the framework (MXNet's too, which is
+    not even installed here); the name finds the same class there."""
+    from cnnbench.testing import check_host_side
+
+    host = PluginHost(entry_points=False)
+    for name, cls in host.adapters().items():
+        side = check_host_side(cls)
+        assert side.registered_as == f"{cls.__module__}.{cls.__qualname__}", name
+        assert side.capabilities["cpu"].precisions and side.capabilities["cpu"].kernels, name
+        assert side.availability == host.availability(name), name

@@ -151,3 +151,15 @@ def test_cuda_without_cuda_is_unsupported():
         pytest.skip("this machine has CUDA")
     with pytest.raises(Unsupported, match="CUDA is not available"):
         TorchAdapter().prepare(RunConfig(framework="torch", network="lenet", batch_size=2, device="cuda"))
+
+
+def test_the_adapter_contract_holds():
+    """cnnbench.testing's contract test, run the way a third-party adapter runs it: host side in a fresh
+    interpreter, the step in a worker, gradients against the float64 reference, refusals in workers."""
+    from cnnbench.testing import check_adapter
+
+    report = check_adapter(TorchAdapter)
+    assert report.verify.status == "ok" and report.verify.worst[1] < 1e-5
+    assert report.step.peak_memory_bytes > 0
+    if not torch.cuda.is_available():
+        assert report.unsupported["device=cuda"][0] == "unsupported"

@@ -52,6 +52,11 @@ class TorchAdapter(FrameworkAdapter):
     def prepare(self, config) -> None:
         import torch
 
+        # the worker may be asked directly (the host's pre-check skipped): refuse here as well
+        refused = self.capabilities(config.device_kind).unsupported
+        for value in (config.precision, config.kernels):
+            if value in refused:
+                raise Unsupported(refused[value])
         if config.threads:
             torch.set_num_threads(config.threads)
         if config.device_kind == "cuda":
