@@ -42,6 +42,21 @@ class GridRun:
         return 1 if self.store_error or any(r.failed for r in self.results) else 0
 
 
+def open_meters(names: str, host=None):
+    """The meter session ``--meters`` names. Meters asked for by name that cannot be read are a usage error
+    now, before anything is measured, rather than a surprise after it."""
+    from cnnbench.meters import MeterSession
+
+    meters = MeterSession.open(names, host) if host is not None else MeterSession.open(names)
+    if names not in ("auto", "none"):
+        broken = {name: why for name, why in meters.unavailable.items() if ":" not in name}
+        if broken:
+            meters.close()
+            name, why = next(iter(broken.items()))
+            raise UsageError(f"meter '{name}' cannot be read here: {why}")
+    return meters
+
+
 def open_store(args: argparse.Namespace):
     """The results store named by ``--db`` (or the default), opened before anything is measured so a
     database that cannot be written is a usage error, not a lost grid. None when storing is off."""
@@ -95,7 +110,6 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
     """Run the grid ``args`` describe. ``annotate`` may add to each result before it is stored (``dvfs``
     records the clock setting a cell ran at)."""
     from cnnbench.cli import MAX_MIN_TIME_S, MAX_TIMEOUT_S, plan, pythons_for
-    from cnnbench.meters import MeterSession
     from cnnbench.plugins import get_host
     from cnnbench.progress import Progress
     from cnnbench.runner import run_grid
@@ -131,14 +145,7 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
             store.close()
         raise
     todo = [(position, cell) for position, cell in enumerate(cells) if position not in previous]
-    meters = MeterSession.open(args.meters, host)
-    if args.meters not in ("auto", "none"):
-        # Named meters were asked for: better to say now that one cannot be read than after the grid.
-        broken = {name: why for name, why in meters.unavailable.items() if ":" not in name}
-        if broken:
-            meters.close()
-            name, why = next(iter(broken.items()))
-            raise UsageError(f"meter '{name}' cannot be read here: {why}")
+    meters = open_meters(args.meters, host)
     run = GridRun(results=[], cells_planned=len(cells), db_path=store.path if store else None)
     if baseline is not None:
         run.baseline_session, run.baseline = baseline, baseline_results

@@ -63,9 +63,8 @@ def add_layers_parser(sub) -> None:
 
 def cmd_layers(args: argparse.Namespace) -> int:
     from cnnbench.cli import MAX_MIN_TIME_S, MAX_TIMEOUT_S, plan, pythons_for
-    from cnnbench.grid import Terminated
+    from cnnbench.grid import Terminated, open_meters
     from cnnbench.layerbench import progress_events, run_layers
-    from cnnbench.meters import MeterSession
     from cnnbench.plugins import get_host
     from cnnbench.progress import Progress
 
@@ -89,14 +88,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
     python = pythons_for(args.python, [cell.config.framework], host).get(cell.config.framework)
     timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
     idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
-    meters = MeterSession.open(args.meters, host)
-    if args.meters not in ("auto", "none"):
-        # Named meters were asked for: say now that one cannot be read, not after the run.
-        broken = {name: why for name, why in meters.unavailable.items() if ":" not in name}
-        if broken:
-            meters.close()
-            name, why = next(iter(broken.items()))
-            raise UsageError(f"meter '{name}' cannot be read here: {why}")
+    meters = open_meters(args.meters, host)
     show = sys.stderr.isatty() and not args.json and not args.quiet
     progress = Progress(len(cell.spec.layers) + 1, sys.stderr, enabled=show)
     try:
