@@ -135,6 +135,7 @@ def _execute(command: str, settings: dict[str, Any], db: str | None, store: bool
 
     argv = _argv(command, {**settings, "db": db})
     args = build_parser().parse_args(argv)
+    args._argv = argv
     args.store = store
     run = execute(args, command == "run", argv, show_progress=progress and sys.stderr.isatty())
     if run.interrupted:

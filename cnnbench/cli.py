@@ -108,6 +108,28 @@ def pythons_for(texts: list[str], frameworks: list[str], host) -> dict[str, str]
     return chosen
 
 
+def given_dests(argv: Sequence[str]) -> set[str]:
+    """The options ``argv`` gives explicitly (their ``dest`` names), told apart from defaults even where a
+    value equals its default: a preset or a resumed run fills only what the user left out."""
+    parser = build_parser()
+
+    def suppress(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    suppress(sub)
+            elif action.option_strings:
+                action.default = argparse.SUPPRESS
+
+    suppress(parser)
+    return set(vars(parser.parse_args(list(argv)))) - {"command"}
+
+
+def given(args: argparse.Namespace) -> set[str]:
+    """``given_dests`` of the command line ``args`` came from (``args._argv``, set by main and the API)."""
+    return given_dests(getattr(args, "_argv", None) or [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cnnbench",
@@ -380,7 +402,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import json
 
-    from cnnbench.networks import builtin_networks
+    from cnnbench.networks import all_networks
     from cnnbench.plugins import get_host
 
     host = get_host()
@@ -409,8 +431,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from cnnbench.meters import MeterSession
 
     meters = MeterSession.probe_all(host)
+    networks = sorted(all_networks())  # before the failures: a plugin's bad network is one of them
     failures = [f.__dict__ for f in host.failures]
-    networks = sorted(builtin_networks())
     if args.json:
         from cnnbench.presets import PRESETS
 
@@ -471,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, _terminate)
     try:
         args = parser.parse_args(argv)
+        args._argv = list(sys.argv[1:] if argv is None else argv)
         if args.command is None:
             raise UsageError(
                 "cnnbench: error: a command is required; valid choices: list, networks, run, compare, verify, env, "
@@ -500,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cnnbench.storecmd import cmd_store
 
             return cmd_store(args)
-        return cmd_grid(args, args.command == "run", list(sys.argv[1:] if argv is None else argv))
+        return cmd_grid(args, args.command == "run", args._argv)
     except BrokenPipeError:
         # The reader went away (``cnnbench compare | head``): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -61,10 +61,10 @@ def cmd_dvfs(args: argparse.Namespace) -> int:
     if args.restore:
         return _cmd_restore()
     if args.preset:
-        from cnnbench.cli import build_parser
+        from cnnbench.cli import given
         from cnnbench.presets import apply_preset
 
-        apply_preset(args, "dvfs", vars(build_parser().parse_args(["dvfs"])))
+        apply_preset(args, "dvfs", given(args))
     max_settings = positive_int("--max-settings", args.max_settings)
     for flag, attr, needs_cpu in (("--clocks", "clocks", False), ("--power-limits", "power_limits", False),
                                   ("--governors", "governors", True), ("--cpu-max-freqs", "cpu_max_freqs", True)):

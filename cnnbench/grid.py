@@ -81,22 +81,22 @@ _REUSED = {"timeout": "timeout_s", "meters": "meters", "idle": "idle_s"}
 
 def _resume(args: argparse.Namespace, store) -> tuple[Any, list, Measurement, set[int]]:
     """The stored session ``--resume`` names, its cells, its measurement, and the positions already stored."""
-    from cnnbench.cli import build_parser
+    from cnnbench.cli import given
     from cnnbench.runner import Cell
     from cnnbench.spec import parse_spec
 
     if store is None:
         raise UsageError("--resume needs the results store")
-    defaults = vars(build_parser().parse_args(["compare"]))
-    given = [flag for attr, flag in _PLANNED.items() if getattr(args, attr, None) != defaults.get(attr)]
-    if given:
-        raise UsageError(f"--resume runs the grid of the stored run as it was planned; leave out {', '.join(given)}")
+    explicit = given(args)
+    planned = [flag for attr, flag in _PLANNED.items() if attr in explicit]
+    if planned:
+        raise UsageError(f"--resume runs the grid of the stored run as it was planned; leave out {', '.join(planned)}")
     session = store.resolve(args.resume)
     planned = store.plan(session.id)
     if planned is None:
         raise UsageError(f"run {session.id} was stored before cnnbench kept the plan of a grid; it cannot be resumed")
     for attr, key in _REUSED.items():
-        if getattr(args, attr) == defaults.get(attr) and key in session.settings:
+        if attr not in explicit and key in session.settings:
             setattr(args, attr, str(session.settings[key]))
     cells = [Cell(RunConfig.from_dict(p["config"]), parse_spec(p["spec"]["data"], p["spec"]["source"]))
              for p in planned]
@@ -125,10 +125,10 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
             previous = dict(store.results(resumed.id))
         else:
             if getattr(args, "preset", None):
-                from cnnbench.cli import build_parser
+                from cnnbench.cli import given
                 from cnnbench.presets import apply_preset
 
-                apply_preset(args, "compare", vars(build_parser().parse_args(["compare"])))
+                apply_preset(args, "compare", given(args))
             cells, measurement = plan(args, host, single)
         baseline = None
         if getattr(args, "baseline", None):

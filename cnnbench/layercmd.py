@@ -69,10 +69,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
     from cnnbench.progress import Progress
 
     if args.preset:
-        from cnnbench.cli import build_parser
+        from cnnbench.cli import given
         from cnnbench.presets import apply_preset
 
-        apply_preset(args, "layers", vars(build_parser().parse_args(["layers"])))
+        apply_preset(args, "layers", given(args))
     if not args.framework:
         raise UsageError("cnnbench layers: --framework is required (or --preset layers)")
     for attr, flag in _SINGLE:

@@ -51,9 +51,9 @@ def network_detail(spec: NetworkSpec) -> dict[str, Any]:
 def _list(as_json: bool) -> int:
     from tabulate import tabulate
 
-    from cnnbench.networks import builtin_networks, resolve_network
+    from cnnbench.networks import all_networks, resolve_network
 
-    specs = [resolve_network(name) for name in builtin_networks()]
+    specs = [resolve_network(name) for name in all_networks()]
     if as_json:
         print(json.dumps({"networks": [network_summary(s) for s in specs]}, indent=2))
         return 0

@@ -37,6 +37,18 @@ def builtin_networks() -> dict[str, pathlib.Path]:
     return {path.stem: path for path in sorted(folder.glob("*.toml"), key=lambda p: p.stem)}
 
 
+def plugin_networks() -> dict[str, pathlib.Path]:
+    """Network spec files that plugins register (``cnnbench_register_networks``), by name."""
+    from cnnbench.plugins import get_host
+
+    return get_host().networks()
+
+
+def all_networks() -> dict[str, pathlib.Path]:
+    """Built-in networks and those plugins register; a built-in name wins a clash."""
+    return dict(sorted({**plugin_networks(), **builtin_networks()}.items()))
+
+
 def is_path(name_or_path: str | os.PathLike) -> bool:
     """Whether what the user typed means a file rather than a network name."""
     if isinstance(name_or_path, os.PathLike):
@@ -68,6 +80,8 @@ def resolve_network(name_or_path: str | os.PathLike,
             raise SpecError(f"{os.fspath(path)}: cannot read: {why}")
         return load_network_file(path)
     choices: dict[str, str | os.PathLike] = {**(extra or {}), **builtin_networks()}
+    if name_or_path not in choices and extra is None:
+        choices = {**plugin_networks(), **builtin_networks()}
     if name_or_path not in choices:
         raise UnknownNetwork(name_or_path, sorted(choices))
     return load_network_file(choices[name_or_path])

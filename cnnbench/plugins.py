@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import pluggy
@@ -64,6 +65,7 @@ class PluginHost:
                 dist = ep.dist.name if ep.dist is not None else "unknown distribution"
                 self._register(ep.name, f"entry point of {dist}", ep.load)
         self._adapters: dict[str, type[FrameworkAdapter]] | None = None
+        self._networks: dict[str, Path] | None = None
         self._meters: dict[str, type] | None = None
 
     # -- loading ----------------------------------------------------------------------------------
@@ -179,6 +181,30 @@ class PluginHost:
             registry = self._registry("cnnbench_register_meters", "meter", _meter_problem)
             self._meters = {name: cls for name, (_, cls) in registry.items()}
         return self._meters
+
+
+    # -- networks ---------------------------------------------------------------------------------
+
+    def networks(self) -> dict[str, Path]:
+        """Network spec files plugins register, by name (the file's stem), sorted; a path that is not a
+        file, or a second file of one name, is recorded as a failure naming the plugin."""
+        if self._networks is None:
+            found: dict[str, tuple[str, Path]] = {}
+            for plugin, item in self._collect("cnnbench_register_networks"):
+                path = Path(item)
+                if not path.is_file():
+                    self._fail(plugin, self.origins[plugin],
+                               f"cnnbench_register_networks() returned {str(item)!r}, which is not a file")
+                    continue
+                if path.stem in found:
+                    first_plugin, first = found[path.stem]
+                    self._fail(plugin, self.origins[plugin],
+                               f"network name '{path.stem}' is registered twice: {first} (plugin '{first_plugin}') "
+                               f"and {path} (plugin '{plugin}'); the second is ignored")
+                    continue
+                found[path.stem] = (plugin, path)
+            self._networks = {name: found[name][1] for name in sorted(found)}
+        return self._networks
 
 
 def _qualname(cls: Any) -> str:

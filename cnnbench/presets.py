@@ -119,9 +119,10 @@ def preset_lines() -> list[str]:
     return [f"{p.name} ({p.figure}, cnnbench {p.command}): {p.question}" for p in PRESETS.values()]
 
 
-def apply_preset(args: argparse.Namespace, command: str, defaults: dict[str, object],
+def apply_preset(args: argparse.Namespace, command: str, given: set[str],
                  here: Machine | None = None) -> Preset | None:
-    """Fill ``args`` with the preset's settings where the user left the default; say what it answers."""
+    """Fill ``args`` with the preset's settings where the user gave no flag (``given``: the dests of the
+    flags given, ``cli.given``); say what it answers."""
     name = getattr(args, "preset", None)
     if not name:
         return None
@@ -133,11 +134,11 @@ def apply_preset(args: argparse.Namespace, command: str, defaults: dict[str, obj
     here = here or machine()
     if preset.needs_gpu and not here.gpu:
         raise UsageError(f"preset '{name}' needs an NVIDIA GPU ({preset.needs_gpu}); none here")
-    given = []
+    flags = []
     for attr, value in preset.settings(here).items():
-        if getattr(args, attr, None) == defaults.get(attr):
+        if attr not in given:
             setattr(args, attr, value)
-        given.append(f"--{attr.replace('_', '-')} {getattr(args, attr)}")
+        flags.append(f"--{attr.replace('_', '-')} {getattr(args, attr)}")
     print(f"cnnbench: preset {name} ({preset.figure} of the paper): {preset.question}", file=sys.stderr)
-    print(f"cnnbench: that is: cnnbench {command} {' '.join(given)}", file=sys.stderr)
+    print(f"cnnbench: that is: cnnbench {command} {' '.join(flags)}", file=sys.stderr)
     return preset

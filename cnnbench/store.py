@@ -225,8 +225,20 @@ class Store:
     def _migrate(self) -> None:
         if self._version() == SCHEMA_VERSION:
             return
-        # WAL lets readers go on while one process writes; the mode is kept in the file.
-        self.db.execute("PRAGMA journal_mode=WAL")
+        # WAL lets readers go on while one process writes; the mode is kept in the file. Switching needs
+        # the database to itself for a moment, and SQLite may answer "locked" at once rather than wait
+        # while another process creates or migrates the same database: retry for as long as a write would.
+        import time
+
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         with self._write() as db:
             version = self._version()  # again, under the lock: another process may have migrated
             if version > SCHEMA_VERSION:

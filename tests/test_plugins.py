@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import textwrap
 
 import pytest
 
 from cnnbench.adapter import FrameworkAdapter
 from cnnbench.plugins import DEFAULT_PLUGINS, PluginError, PluginHost
-from conftest import FAKE_PLUGIN, make_distribution
+from conftest import FAKE_PLUGIN, ROOT, make_distribution
 
 
 def write_module(path, name, source):
@@ -215,3 +217,28 @@ def test_every_builtin_adapter_meets_the_host_side_contract():
         assert side.registered_as == f"{cls.__module__}.{cls.__qualname__}", name
         assert side.capabilities["cpu"].precisions and side.capabilities["cpu"].kernels, name
         assert side.availability == host.availability(name), name
+
+
+def test_a_plugin_registers_a_network(tmp_path, cli):
+    """cnnbench_register_networks: the spec file a plugin returns is a network by its file's stem."""
+    package = tmp_path / "src" / "cnnbench_tinynets"
+    package.mkdir(parents=True)
+    shutil.copy(ROOT / "networks" / "lenet.toml", package / "lenet_plugin.toml")
+    (package / "__init__.py").write_text(
+        "from pathlib import Path\n"
+        "from cnnbench import hookimpl\n\n"
+        "@hookimpl\n"
+        "def cnnbench_register_networks():\n"
+        "    here = Path(__file__).parent\n"
+        "    return [here / 'lenet_plugin.toml', here / 'missing.toml']\n"
+    )
+    site = make_distribution(tmp_path / "site", "cnnbench-tinynets", {"tinynets": "cnnbench_tinynets"},
+                             {"cnnbench_tinynets": package})
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listed = json.loads(cli("list", "--json", env=env).stdout)
+    assert "lenet_plugin" in listed["networks"] and "lenet" in listed["networks"]
+    [failure] = listed["plugin_errors"]
+    assert failure["plugin"] == "tinynets" and "missing.toml', which is not a file" in failure["error"]
+    table = cli("networks", "lenet_plugin", env=env)
+    assert table.returncode == 0, table.stderr
+    assert "conv1" in table.stdout

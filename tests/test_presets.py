@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cnnbench.cli import build_parser
+from cnnbench.cli import build_parser, given_dests
 from cnnbench.config import UsageError
 from cnnbench.presets import PRESETS, Machine, apply_preset
 
@@ -17,9 +17,9 @@ CPU2 = Machine(gpu=False, logical_cpus=2)
 GPU = Machine(gpu=True, logical_cpus=32)
 
 
-def compare_args(*argv: str) -> tuple[argparse.Namespace, dict]:
-    parser = build_parser()
-    return parser.parse_args(["compare", *argv]), vars(parser.parse_args(["compare"]))
+def compare_args(*argv: str) -> tuple[argparse.Namespace, set[str]]:
+    """The parsed arguments and the options given explicitly."""
+    return build_parser().parse_args(["compare", *argv]), given_dests(["compare", *argv])
 
 
 def test_every_figure_of_the_paper_has_a_preset():
@@ -55,6 +55,16 @@ def test_flags_given_override_the_preset():
     args, defaults = compare_args("--preset", "batch", "--frameworks", "torch", "--batch-size", "2,4")
     apply_preset(args, "compare", defaults, CPU2)
     assert (args.frameworks, args.batch_size, args.networks) == ("torch", "2,4", "alexnet")
+    # a flag given with its default value is still given: the preset's four networks do not replace it
+    args, given = compare_args("--preset", "frameworks", "--network", "alexnet", "--precision", "fp32")
+    apply_preset(args, "compare", given, GPU)
+    assert (args.networks, args.precision, args.batch_size) == ("alexnet", "fp32", "128")
+
+
+def test_given_dests_tell_a_default_from_a_flag():
+    assert given_dests(["compare", "--network", "alexnet", "--json"]) == {"networks", "json"}
+    assert given_dests(["compare"]) == set()
+    assert given_dests(["layers", "--framework", "torch", "--warmup", "2"]) == {"framework", "warmup"}
 
 
 @pytest.mark.parametrize("name, here, message", [

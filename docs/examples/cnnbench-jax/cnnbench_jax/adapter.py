@@ -42,7 +42,7 @@ class JaxModel:
     state: Any
     step: Any  # the compiled training step
     device: Any
-    velocity: Any = None  # SGD momentum buffers, with --optimizer
+    velocity: Any = None  # SGD momentum buffers, when RunConfig.optimizer is set
     #: What the last step returned; what synchronize() waits for.
     outputs: Any = None
 
