@@ -65,6 +65,10 @@ def attach_energy(result: Result, session: Any, gpu_domain: str | None) -> None:
         entries[domain] = entry
     result.energy = entries
     result.energy_total = _totals(entries)
+    if result.energy_total and result.device.startswith("cuda") and (
+            gpu_domain is None or not (entries.get(gpu_domain) or {}).get("method")):
+        # The GPU drew most of a GPU cell's energy: a total without it must say so, never pass for whole.
+        result.energy_total["missing"] = _gpu_missing(session, gpu_domain, entries)
     if result.energy_total:
         # The same total per window, so a comparison against a baseline can give energy an uncertainty
         # the way the windows give time one.
@@ -77,6 +81,17 @@ def attach_energy(result: Result, session: Any, gpu_domain: str | None) -> None:
     lost = [f"{d}: {e['error']}" for d, e in entries.items() if e.get("error") and "lost" in e["error"].lower()]
     if lost:
         result.status, result.reason = "error", f"energy reading invalid: {lost[0]}"
+
+
+def _gpu_missing(session: Any, gpu_domain: str | None, entries: dict[str, dict[str, Any]]) -> str:
+    if gpu_domain is not None:
+        return f"the GPU ({gpu_domain}): {entries.get(gpu_domain, {}).get('error') or 'no reading'}"
+    gpus = [d for d, info in session.domains.items() if info.kind == "gpu"]
+    if gpus:
+        return ("the GPU: the worker's GPU could not be matched to a metered one "
+                f"({', '.join(gpus)}) by UUID or PCI bus id")
+    why = "; ".join(f"{k}: {v}" for k, v in (getattr(session, "unavailable", {}) or {}).items() if k.startswith("nvml"))
+    return f"the GPU: no GPU meter{' (' + why + ')' if why else ''}"
 
 
 def _totals(entries: dict[str, dict[str, Any]]) -> dict[str, Any] | None:

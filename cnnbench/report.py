@@ -64,7 +64,8 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
             row += ["-", "-", "-"]
         total = r.energy_total
         if total:
-            row += [f"{total['energy_per_image_j']:.4g}", f"{total['power_w']:.1f}", total["method"]]
+            partial = f" {note('without ' + total['missing'])}" if total.get("missing") else ""
+            row += [f"{total['energy_per_image_j']:.4g}{partial}", f"{total['power_w']:.1f}", total["method"]]
             if dynamic:
                 value = total.get("dynamic_energy_per_image_j")
                 row.append("-" if value is None else f"{value:.4g}")
@@ -126,13 +127,14 @@ CSV_COLUMNS = (
     "framework", "network", "batch_size", "device", "precision", "kernels", "threads", "options", "status", "reason",
     "time_per_iter_ms", "time_per_iter_ms_stdev", "time_per_iter_ms_min", "time_per_iter_ms_max", "windows",
     "iterations", "images_per_s", "gflops_per_s", "energy_per_image_j", "power_w", "energy_method",
-    "dynamic_energy_per_image_j", "cpu_share", "energy_unavailable", "peak_memory_bytes", "peak_memory_kind",
+    "dynamic_energy_per_image_j", "cpu_share", "energy_missing", "energy_unavailable", "peak_memory_bytes",
+    "peak_memory_kind",
     "framework_version", "threads_used", "cpu_model",
 )
 
 #: The columns above that hold words; the others (and each domain's figures) are numbers.
 TEXT_COLUMNS = ("framework", "network", "device", "precision", "kernels", "options", "status", "reason",
-                "energy_method", "energy_unavailable", "peak_memory_kind", "framework_version", "cpu_model")
+                "energy_method", "energy_missing", "energy_unavailable", "peak_memory_kind", "framework_version", "cpu_model")
 
 #: Columns that hold whole numbers.
 INTEGER_COLUMNS = ("batch_size", "threads", "windows", "iterations", "peak_memory_bytes", "threads_used")
@@ -157,6 +159,7 @@ def flat_rows(results: list[Result]) -> list[dict[str, Any]]:
             "energy_method": total.get("method"),
             "dynamic_energy_per_image_j": total.get("dynamic_energy_per_image_j"),
             "cpu_share": total.get("cpu_share"),
+            "energy_missing": total.get("missing"),
             "framework_version": worker.get("framework_version"),
             "threads_used": worker.get("threads_used"),
             "cpu_model": host.get("cpu_model"),

@@ -130,3 +130,30 @@ def test_unknown_meter_is_a_usage_error(cli):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("cnnbench: error: unknown meter 'wattmeter'; valid choices: auto, none, nvml, "
                                    "pyrapl, rapl")
+
+
+def test_a_gpu_cell_without_the_gpus_energy_says_its_total_is_partial():
+    """RAPL readable, no GPU meter: the CPU's joules are real, but the total must not pass for the cell's."""
+    from cnnbench.report import results_table
+
+    host = PluginHost(default_plugins=FAKE_HOST, entry_points=False)
+    domains = {"cpu_package0": ("cpu_package", 40.0), "dram0": ("dram", 6.0)}
+    with MeterSession.open(["fake"], host, settings={"fake": {"domains": domains}}) as session:
+        result = ok_result(timed_windows(1), device="cuda")
+        attach_energy(result, session, None)
+    assert result.energy_total["missing"] == "the GPU: no GPU meter"
+    table = results_table([result])
+    assert "[1] without the GPU: no GPU meter" in table
+    line = next(row for row in table.splitlines() if row.startswith("torch"))
+    assert " [1]" in line.split("ok")[0]
+    # a GPU meter that reads some GPU, but not the worker's
+    domains["gpu3"] = ("gpu", 100.0)
+    with MeterSession.open(["fake"], host, settings={"fake": {"domains": domains}}) as session:
+        result = ok_result(timed_windows(1), device="cuda")
+        attach_energy(result, session, None)
+    assert "could not be matched to a metered one (gpu3)" in result.energy_total["missing"]
+    # a CPU cell is whole without a GPU
+    with MeterSession.open(["fake"], host, settings={"fake": {"domains": domains}}) as session:
+        result = ok_result(timed_windows(1), device="cpu")
+        attach_energy(result, session, None)
+    assert "missing" not in result.energy_total
