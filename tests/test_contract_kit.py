@@ -231,17 +231,19 @@ def test_the_fake_meter_gives_known_joules_to_a_real_run(tmp_path, cli):
         listing = json.loads(cli("list", "--json").stdout)
         assert "fake" in [m["name"] for m in listing["meters"]]
         proc = cli("compare", "--frameworks", "caffe", "--kernels", "native", "--network", str(spec_file),
-                   "--batch-size", "2", "--meters", "fake", "--idle", "0.2", "--json", *FAST)
+                   "--batch-size", "2", "--meters", "fake", "--idle", "0.2", "--json",
+                   "--warmup", "1", "--min-time", "0.2", "--repeats", "2")
     assert proc.returncode == 0, proc.stderr
     (result,) = json.loads(proc.stdout)["results"]
     assert result["status"] == "ok", result["reason"]
     package, dram = result["energy"]["cpu_package0"], result["energy"]["dram0"]
-    # the meter's default watts, to the counter's interpolation at the window edges
-    assert package["power_w"] == pytest.approx(40.0, rel=1e-3) and dram["power_w"] == pytest.approx(6.0, rel=1e-3)
+    # the meter's default watts, to the sampler's timestamps at the window edges (a sample is stamped
+    # at the middle of its read, which a busy machine can stretch by milliseconds)
+    assert package["power_w"] == pytest.approx(40.0, rel=0.05) and dram["power_w"] == pytest.approx(6.0, rel=0.05)
     windows = result["windows"]
     images = sum(w["iterations"] for w in windows) * 2
     seconds = sum(w["end"] - w["start"] for w in windows)
-    assert package["energy_per_image_j"] == pytest.approx(40.0 * seconds / images, rel=1e-3)
+    assert package["energy_per_image_j"] == pytest.approx(40.0 * seconds / images, rel=0.05)
     # constant power: nothing above idle
     assert abs(package["dynamic_energy_per_image_j"]) < 1e-3 * package["energy_per_image_j"]
 

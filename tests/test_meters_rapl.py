@@ -19,6 +19,8 @@ from cnnbench.testing import CounterDriver, PowercapTree, unreadable
 #: Measured against the known truth. The driver's counters are a staircase refreshed every 2 ms from a
 #: Python thread, so an edge can be a few ms stale; over 0.3 s windows that stays well inside 5 %.
 TOLERANCE = 0.05
+#: A pause between the counter driver's writes (every 2 ms) longer than this is a stall of the machine.
+STALL_S = 0.05
 
 
 @pytest.fixture
@@ -57,6 +59,12 @@ def assert_truth(readings, driver: CounterDriver, start: float, end: float, doma
         assert reading.ok, (domain, reading)
         assert reading.method == "counter"
         truth = driver.joules(domain, start, end)
+        if reading.joules != pytest.approx(truth, rel=TOLERANCE):
+            pause = driver.longest_pause(start, end)
+            if pause > STALL_S:
+                # The simulated counter is a thread's writes: when the (virtual) machine stalls it falls
+                # behind, and the truth it was meant to show is not what the meter could read.
+                pytest.skip(f"the machine stalled: the simulated counter was not written for {pause * 1e3:.0f} ms")
         assert reading.joules == pytest.approx(truth, rel=TOLERANCE), domain
         assert reading.power_w == pytest.approx(driver.watts(domain), rel=TOLERANCE), domain
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import math
@@ -280,6 +281,14 @@ class CounterDriver:
         for key, value in (watts or {}).items():
             self._initial[tree.zone(key).zone_id] = float(value)
         self.writes = 0
+        #: When each write happened: a long gap means the machine stalled, and the counter fell behind.
+        self.write_times: collections.deque[float] = collections.deque(maxlen=200_000)
+
+    def longest_pause(self, start: float, end: float, margin: float = 0.3) -> float:
+        """The longest time, in seconds, between two writes around ``[start, end]``: on a stalled virtual
+        machine the counter falls behind the truth, and a window's reading cannot be compared with it."""
+        times = [t for t in list(self.write_times) if start - margin <= t <= end + margin]
+        return max((b - a for a, b in zip(times, times[1:])), default=end - start + 2 * margin)
 
     def start(self) -> CounterDriver:
         now = time.monotonic()
@@ -335,6 +344,7 @@ class CounterDriver:
             energy = zone.energy_uj + self.joules(zone_id, self.started, now) * 1e6
             _write_atomic(zone.energy_path, str(int(energy) % zone.max_energy_range_uj))
         self.writes += 1
+        self.write_times.append(now)
 
     def _run(self) -> None:
         while not self._stop.wait(self.tick):
