@@ -15,7 +15,6 @@ from cnnbench.adapter import Unsupported
 from cnnbench.plugins import PluginError, PluginHost
 from cnnbench.testing import (
     TINY_NETWORK, ContractWarning, check_adapter, check_host_side, registered, tiny_network)
-from conftest import FAST
 
 # Adapters made to break one contract point each. The Caffe-style engine underneath needs only NumPy, so
 # their workers start in a fraction of a second.
