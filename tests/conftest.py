@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# The TensorFlow tests that run the adapter in this process (layouts, the step, half precisions) need
+# oneDNN, which TensorFlow turns on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; its workers set
+# this themselves, before their import, for --kernels vendor. Set before any test module imports it.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_PLUGIN = Path(__file__).resolve().parent / "fakeplugin"
 
