@@ -150,8 +150,8 @@ def compare(frameworks: str | Iterable[str] | None = None, networks: str | Itera
             batch_size=None, device=None, precision="fp32", kernels=None, threads=None,
             option: Mapping[str, str] | None = None, python: Mapping[str, str] | None = None,
             warmup: int = 2, min_time: float = 1.0, repeats: int = 5, iterations: int | None = None,
-            timeout: float = 1800, meters: str | Iterable[str] = "auto", idle: float = 5,
-            resume: int | str | None = None, db: str | None = None, store: bool = True,
+            timeout: float = 1800, memory_limit: str | int | None = None, meters: str | Iterable[str] = "auto",
+            idle: float = 5, resume: int | str | None = None, db: str | None = None, store: bool = True,
             progress: bool = False) -> Results:
     """``cnnbench compare``: the grid over every combination of the given values (a value or a list per
     axis). Bad values raise ``cnnbench.config.UsageError`` (a bad network: ``cnnbench.spec.SpecError``)
@@ -160,20 +160,20 @@ def compare(frameworks: str | Iterable[str] | None = None, networks: str | Itera
     settings = dict(frameworks=frameworks, networks=networks, batch_size=batch_size, device=device,
                     precision=precision, kernels=kernels, threads=threads, option=option, python=python,
                     warmup=warmup, min_time=min_time, repeats=repeats, iterations=iterations, timeout=timeout,
-                    meters=meters, idle=idle, resume=resume)
+                    memory_limit=memory_limit, meters=meters, idle=idle, resume=resume)
     return _execute("compare", _given(compare, settings), db, store, progress)
 
 
 def run(framework: str, network: str = "alexnet", *, batch_size=None, device=None, precision="fp32",
         kernels=None, threads=None, option: Mapping[str, str] | None = None, python: Mapping[str, str] | None = None,
         warmup: int = 2, min_time: float = 1.0, repeats: int = 5, iterations: int | None = None,
-        timeout: float = 1800, meters: str | Iterable[str] = "auto", idle: float = 5, db: str | None = None,
-        store: bool = True, progress: bool = False) -> Results:
+        timeout: float = 1800, memory_limit: str | int | None = None, meters: str | Iterable[str] = "auto",
+        idle: float = 5, db: str | None = None, store: bool = True, progress: bool = False) -> Results:
     """``cnnbench run``: one cell. Returns a ``Results`` of one ``Result``."""
     settings = dict(framework=framework, network=network, batch_size=batch_size, device=device,
                     precision=precision, kernels=kernels, threads=threads, option=option, python=python,
                     warmup=warmup, min_time=min_time, repeats=repeats, iterations=iterations, timeout=timeout,
-                    meters=meters, idle=idle)
+                    memory_limit=memory_limit, meters=meters, idle=idle)
     return _execute("run", _given(run, settings), db, store, progress)
 
 

@@ -61,6 +61,7 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     g.add_argument("--repeats", metavar="R", default="5", help="timed windows per cell (default 5)")
     g.add_argument("--iterations", metavar="N", help="fixed iterations per window instead of --min-time")
     g.add_argument("--timeout", metavar="S", default="1800", help="seconds per cell before its worker is stopped (default 1800)")
+    add_memory_limit(g, "each cell's worker")
     g.add_argument("--meters", metavar="M", default="auto",
                    help="auto (every meter readable here), none, or meter names, e.g. rapl,nvml or rapl:psys (default auto)")
     g.add_argument("--idle", metavar="S", default="5",
@@ -68,6 +69,13 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     add_db(p)
+
+
+def add_memory_limit(g, whose: str) -> None:
+    g.add_argument("--memory-limit", metavar="SIZE",
+                   help=f"the most memory {whose} may use, e.g. 4G (K, M, G, T: powers of 1024); beyond it the "
+                        "cell ends with status oom and the rest go on (default: no limit; a GPU's own memory is "
+                        "limited by the GPU)")
 
 
 def add_db(p: argparse.ArgumentParser) -> None:

@@ -62,6 +62,36 @@ def positive_float(axis: str, value: str | float, maximum: float, allow_zero: bo
     return number
 
 
+#: The smallest --memory-limit: a Python interpreter with NumPy needs about this much before any framework.
+MIN_MEMORY_LIMIT = 64 << 20
+MAX_MEMORY_LIMIT = 1 << 50
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)([kmgt]?)(?:i?b)?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def memory_size(flag: str, value: str | int) -> int:
+    """``"4G"`` -> bytes. K, M, G and T are powers of 1024 (as in ``ulimit`` and ``docker --memory``);
+    a plain number is bytes."""
+    match = _SIZE_RE.match(str(value).strip())
+    if not match:
+        raise UsageError(f"{flag} takes a size such as 512M or 4G (units K, M, G, T: powers of 1024), not '{value}'")
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if size < MIN_MEMORY_LIMIT:
+        raise UsageError(f"{flag} must be at least 64M (a worker needs that much before the framework loads), "
+                         f"not '{value}'")
+    if size > MAX_MEMORY_LIMIT:
+        raise UsageError(f"{flag} must be at most 1024T, not '{value}'")
+    return size
+
+
+def format_size(size: int) -> str:
+    """Bytes as the largest binary unit that keeps a number >= 1: ``3221225472`` -> ``"3 GiB"``."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} B"
+
+
 def positive_ints(axis: str, values: list[str]) -> list[int]:
     """Whole numbers of a comma list; ``8,08`` is one value twice, so it is rejected like ``8,8``."""
     numbers = [positive_int(axis, value) for value in values]

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
-from cnnbench.config import Measurement, RunConfig, UsageError, positive_float
+from cnnbench.config import Measurement, RunConfig, UsageError, memory_size, positive_float
 from cnnbench.results import Result
 
 
@@ -76,7 +76,7 @@ _PLANNED = {"frameworks": "--frameworks", "networks": "--networks", "batch_size"
             "option": "--option", "warmup": "--warmup", "min_time": "--min-time", "repeats": "--repeats",
             "iterations": "--iterations", "preset": "--preset"}
 #: Settings of the machine rather than of the grid: taken from the stored run unless given again.
-_REUSED = {"timeout": "timeout_s", "meters": "meters", "idle": "idle_s"}
+_REUSED = {"timeout": "timeout_s", "meters": "meters", "idle": "idle_s", "memory_limit": "memory_limit_bytes"}
 
 
 def _resume(args: argparse.Namespace, store) -> tuple[Any, list, Measurement, set[int]]:
@@ -96,7 +96,7 @@ def _resume(args: argparse.Namespace, store) -> tuple[Any, list, Measurement, se
     if planned is None:
         raise UsageError(f"run {session.id} was stored before cnnbench kept the plan of a grid; it cannot be resumed")
     for attr, key in _REUSED.items():
-        if attr not in explicit and key in session.settings:
+        if attr not in explicit and session.settings.get(key) is not None:
             setattr(args, attr, str(session.settings[key]))
     cells = [Cell(RunConfig.from_dict(p["config"]), parse_spec(p["spec"]["data"], p["spec"]["source"]))
              for p in planned]
@@ -140,6 +140,7 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
         pythons = pythons_for(args.python, sorted({c.config.framework for c in cells}), host)
         timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
         idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
+        memory_limit = memory_size("--memory-limit", args.memory_limit) if args.memory_limit else None
     except BaseException:
         if store is not None:
             store.close()
@@ -149,7 +150,8 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
     run = GridRun(results=[], cells_planned=len(cells), db_path=store.path if store else None)
     if baseline is not None:
         run.baseline_session, run.baseline = baseline, baseline_results
-    settings = {"measurement": measurement.__dict__, "timeout_s": timeout, "idle_s": idle_s, "meters": args.meters}
+    settings = {"measurement": measurement.__dict__, "timeout_s": timeout, "idle_s": idle_s, "meters": args.meters,
+                "memory_limit_bytes": memory_limit}
     if store is not None:
         try:
             if resumed is not None:
@@ -181,7 +183,7 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
                 meters.idle(idle_s)
         for (position, _), result in zip(todo, run_grid(
                 [cell for _, cell in todo], measurement, host, timeout=timeout, meters=meters, pythons=pythons,
-                energy_unavailable=meters.no_energy_reason, on_start=on_start)):
+                energy_unavailable=meters.no_energy_reason, on_start=on_start, memory_limit=memory_limit)):
             if annotate is not None:
                 annotate(result)
             # stored before anything else, so a signal cannot fall between measuring a cell and keeping it

@@ -47,7 +47,8 @@ def supports_layers(cls: type[FrameworkAdapter]) -> bool:
 
 
 def run_layers(cell: Cell, measurement: Measurement, host: Any, *, timeout: float | None = None, meters: Any = None,
-               python: str | None = None, on_event: EventHandler | None = None) -> dict[str, Any]:
+               python: str | None = None, on_event: EventHandler | None = None,
+               memory_limit: int | None = None) -> dict[str, Any]:
     """Run the layer job of ``cell`` in one worker and return the report (status other than ``ok``: the
     report says why, and has no layers)."""
     config = cell.config
@@ -62,7 +63,7 @@ def run_layers(cell: Cell, measurement: Measurement, host: Any, *, timeout: floa
     job = {"mode": "layers", "config": config.to_dict(), "measurement": asdict(measurement),
            "spec": {"data": cell.spec.data, "source": cell.spec.source}}
     outcome = run_worker(job, config, timeout=timeout, python=python, adapter_module=cls.__module__,
-                         on_event=on_event)
+                         on_event=on_event, memory_limit=memory_limit)
     # The whole network reads like one ``run`` cell: its status covers crashes, timeouts and refusals.
     network = _to_result(cell, outcome)
     if network.status == "ok" and meters is not None and meters.domains:

@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from cnnbench.config import PRECISIONS, UsageError, positive_float
+from cnnbench.config import PRECISIONS, UsageError, memory_size, positive_float
 
 #: The flags that take one value here (``compare`` is the command for grids).
 _SINGLE = (("batch_size", "--batch-size"), ("device", "--device"), ("precision", "--precision"),
@@ -25,7 +25,7 @@ _SINGLE = (("batch_size", "--batch-size"), ("device", "--device"), ("precision",
 
 
 def add_layers_parser(sub) -> None:
-    from cnnbench.cli import DEFAULT_NETWORK, _add_python
+    from cnnbench.cli import DEFAULT_NETWORK, _add_python, add_memory_limit
 
     p = sub.add_parser("layers", help="time and energy by layer and by layer type (the paper's Fig. 5)",
                        description="Run every layer of the network alone, forward and backward, then the whole "
@@ -52,6 +52,7 @@ def add_layers_parser(sub) -> None:
     g.add_argument("--iterations", metavar="N", help="fixed iterations per window instead of --min-time")
     g.add_argument("--timeout", metavar="S", default="1800",
                    help="seconds for the whole layer run before its worker is stopped (default 1800)")
+    add_memory_limit(g, "the layer run's worker")
     g.add_argument("--meters", metavar="M", default="auto",
                    help="auto (every meter readable here), none, or meter names, e.g. rapl,nvml (default auto)")
     g.add_argument("--idle", metavar="S", default="5",
@@ -88,6 +89,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
     python = pythons_for(args.python, [cell.config.framework], host).get(cell.config.framework)
     timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
     idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
+    memory_limit = memory_size("--memory-limit", args.memory_limit) if args.memory_limit else None
     meters = open_meters(args.meters, host)
     show = sys.stderr.isatty() and not args.json and not args.quiet
     progress = Progress(len(cell.spec.layers) + 1, sys.stderr, enabled=show)
@@ -98,6 +100,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
                 progress.say(f"measuring idle power for {idle_s:g} s ...")
                 meters.idle(idle_s)
         report = run_layers(cell, measurement, host, timeout=timeout, meters=meters, python=python,
+                            memory_limit=memory_limit,
                             on_event=progress_events(progress, len(cell.spec.layers) + 1))
     except (KeyboardInterrupt, Terminated) as exc:
         print("cnnbench: layers: interrupted; nothing was measured to the end", file=sys.stderr)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from cnnbench.config import Measurement, RunConfig
+from cnnbench.config import Measurement, RunConfig, format_size
 from cnnbench.plugins import PluginHost
 from cnnbench.provenance import host_inventory
 from cnnbench.results import Result
@@ -25,6 +25,8 @@ from cnnbench.worker import FINAL_EVENTS, PROTOCOL_VERSION
 
 #: Seconds between SIGTERM and SIGKILL when a worker must be stopped.
 KILL_GRACE_S = 3.0
+#: Seconds between two readings of a worker's resident memory under --memory-limit.
+MEMORY_POLL_S = 0.25
 STDERR_TAIL_LINES = 50
 EventHandler = Callable[[dict[str, Any], subprocess.Popen], None]
 
@@ -126,6 +128,28 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def resident_bytes(pid: int) -> int | None:
+    """Resident memory of a process and its descendants (Linux /proc); None where it cannot be read."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/statm") as f:
+                total += int(f.read().split()[1]) * page
+            # each thread lists the children it started
+            for tid in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{tid}/children") as f:
+                    todo.extend(int(child) for child in f.read().split())
+        except (OSError, ValueError, IndexError):
+            if current == pid and not total:
+                return None
+    return total
+
+
 def _pump(stream, sink: Callable[[str | None], None]) -> None:
     try:
         for line in stream:
@@ -145,17 +169,26 @@ class WorkerOutcome:
     timeout: float | None
     stderr_tail: list[str]
     started: float
+    #: --memory-limit in bytes, and the resident memory that went over it (the worker was then stopped).
+    memory_limit: int | None = None
+    memory_seen: int | None = None
 
     def failure(self) -> tuple[str, str] | None:
         """(status, reason) when the worker ended without a final event; None when it sent one."""
         if self.final is not None:
             return None
+        if self.memory_seen is not None:
+            return "oom", (f"the worker's resident memory reached {format_size(self.memory_seen)}, over "
+                           f"--memory-limit {format_size(self.memory_limit)}; the worker was stopped")
         if self.timed_out:
             return "timeout", f"no result within --timeout {self.timeout:g} s; the worker was stopped"
         if self.returncode < 0:
             signum = -self.returncode
             name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)
             hint = " (the kernel's out-of-memory killer sends SIGKILL too)" if name == "SIGKILL" else ""
+            if self.memory_limit and name in ("SIGABRT", "SIGSEGV", "SIGBUS"):
+                # a native allocator that cannot cope with a refused allocation ends the process
+                hint = f" (under --memory-limit {format_size(self.memory_limit)}, a refused allocation can end a worker so)"
             return "error", f"worker killed by {name}{hint}"
         last = next((line.strip() for line in reversed(self.stderr_tail) if line.strip()), "")
         detail = f": {last}" if last else ""
@@ -170,9 +203,16 @@ def run_worker(
     python: str | None = None,
     adapter_module: str = "",
     on_event: EventHandler | None = None,
+    memory_limit: int | None = None,
 ) -> WorkerOutcome:
-    """Run one job in a fresh worker process; return how it ended, whatever the worker does."""
+    """Run one job in a fresh worker process; return how it ended, whatever the worker does.
+
+    With ``memory_limit`` (bytes) the worker limits its own data segment (an allocation beyond it fails
+    in the framework, which reports out-of-memory), and the host stops a worker whose resident memory,
+    with its children's, goes over the limit all the same (status ``oom``)."""
     job = {"protocol": PROTOCOL_VERSION, **job}
+    if memory_limit:
+        job["memory_limit_bytes"] = memory_limit
     started = time.monotonic()
     proc = subprocess.Popen(
         [python or sys.executable, "-m", "cnnbench.worker"],
@@ -197,7 +237,9 @@ def run_worker(
     final: dict[str, Any] | None = None
     hello: dict[str, Any] = {}
     timed_out = False
+    memory_seen: int | None = None
     deadline = None if timeout is None else started + timeout
+    next_poll = started + MEMORY_POLL_S
     try:
         try:
             # The job is small (a few KiB) next to a pipe's buffer, so this write cannot block.
@@ -210,13 +252,25 @@ def run_worker(
             except BrokenPipeError:
                 pass
         while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                line = events.get(timeout=wait)
-            except queue.Empty:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 timed_out = True
                 _kill_group(proc)
                 break
+            if memory_limit and final is None and now >= next_poll:
+                next_poll = now + MEMORY_POLL_S
+                resident = resident_bytes(proc.pid)
+                if resident is not None and resident > memory_limit:
+                    memory_seen = resident
+                    _kill_group(proc)
+                    break
+            wait = None if deadline is None else deadline - now
+            if memory_limit:
+                wait = max(0.0, next_poll - now) if wait is None else min(wait, max(0.0, next_poll - now))
+            try:
+                line = events.get(timeout=wait)
+            except queue.Empty:
+                continue
             if line is None:
                 break
             try:
@@ -244,7 +298,10 @@ def run_worker(
         _kill_group(proc)
         raise
     err_thread.join(timeout=5)
-    return WorkerOutcome(final, hello, proc.returncode, timed_out, timeout, list(stderr_tail), started)
+    if memory_seen is not None:
+        final = None  # whatever it sent last, the worker did not end on its own
+    return WorkerOutcome(final, hello, proc.returncode, timed_out, timeout, list(stderr_tail), started,
+                         memory_limit, memory_seen)
 
 
 def run_cell(
@@ -255,6 +312,7 @@ def run_cell(
     python: str | None = None,
     adapter_module: str = "",
     on_event: EventHandler | None = None,
+    memory_limit: int | None = None,
 ) -> Result:
     """Time one cell in a fresh worker process and return its Result, whatever the worker does."""
     job = {
@@ -263,9 +321,8 @@ def run_cell(
         "measurement": asdict(measurement),
         "spec": {"data": cell.spec.data, "source": cell.spec.source},
     }
-    outcome = run_worker(
-        job, cell.config, timeout=timeout, python=python, adapter_module=adapter_module, on_event=on_event
-    )
+    outcome = run_worker(job, cell.config, timeout=timeout, python=python, adapter_module=adapter_module,
+                         on_event=on_event, memory_limit=memory_limit)
     return _to_result(cell, outcome)
 
 
@@ -281,6 +338,8 @@ def _to_result(cell: Cell, outcome: WorkerOutcome) -> Result:
         if kind == "error":
             reason = f"{final.get('type')}: {final.get('message')}"
         result = new_result(config, FINAL_EVENTS[kind], reason)
+        if result.status == "oom" and outcome.memory_limit:
+            result.reason = f"{reason} (under --memory-limit {format_size(outcome.memory_limit)})"
     if final is not None and final["event"] == "result":
         result.fill_timing(final["windows"], cell.spec.training_flops)
         result.peak_memory_bytes = final.get("peak_memory_bytes")
@@ -340,12 +399,14 @@ def run_grid(
     energy_unavailable: str | None = None,
     on_event: EventHandler | None = None,
     on_start: Callable[[int, Cell], None] | None = None,
+    memory_limit: int | None = None,
 ) -> Iterator[Result]:
     """Yield one Result per cell, in order; a failed cell never stops the grid.
 
     ``meters`` is a started MeterSession (or None): each finished cell's windows are integrated in
     every domain it samples. ``pythons`` maps a framework to the interpreter its workers run under
-    (its own environment); the others run under this one."""
+    (its own environment); the others run under this one. ``memory_limit`` (bytes) holds for each
+    cell's worker (see :func:`run_worker`)."""
     pythons = pythons or {}
     for index, cell in enumerate(cells):
         if on_start is not None:
@@ -358,7 +419,7 @@ def run_grid(
             adapter = host.adapter(cell.config.framework)
             result = run_cell(
                 cell, measurement, timeout=timeout, python=python, adapter_module=adapter.__module__,
-                on_event=on_event,
+                on_event=on_event, memory_limit=memory_limit,
             )
         if meters is not None and meters.domains and result.status == "ok":
             _attach_meters(result, meters)

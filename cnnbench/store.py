@@ -78,6 +78,8 @@ _SESSION_COLUMNS = ("id, started, finished, command, argv, state, cells_planned,
                     "settings, resumed")
 #: Session states; a "running" session whose process is gone is shown as "ended abruptly".
 STATES = ("running", "complete", "interrupted")
+#: (database, session id) of the sessions this process is running: begun or claimed and not yet ended.
+_RUNNING_HERE: set[tuple[str, int]] = set()
 
 
 
@@ -108,12 +110,17 @@ class Session:
     statuses: dict[str, int] = field(default_factory=dict)
     frameworks: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
+    #: Whether this process is running the session (read only where ``pid`` is this process's).
+    _running_here: bool = field(default=False, repr=False, compare=False)
 
     @property
     def shown_state(self) -> str:
-        """The state, except that a "running" session whose process is gone ended abruptly."""
-        if self.state == "running" and self.hostname == socket.gethostname() and self.pid and not _alive(self.pid):
-            return "ended abruptly"
+        """The state, except that a "running" session whose process is gone, or that this process began
+        and has stopped running (its end could not be written: a full disk), ended abruptly."""
+        if self.state == "running" and self.hostname == socket.gethostname() and self.pid:
+            running = self._running_here if self.pid == os.getpid() else _alive(self.pid)
+            if not running:
+                return "ended abruptly"
         return self.state
 
     def command_line(self) -> str:
@@ -124,7 +131,9 @@ class Session:
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return {**asdict(self), "state": self.shown_state}
+        record = {**asdict(self), "state": self.shown_state}
+        del record["_running_here"]
+        return record
 
 
 def _alive(pid: int) -> bool:
@@ -157,6 +166,7 @@ class Store:
 
     def __init__(self, path: str | os.PathLike | None = None, create: bool = True):
         self.path = str(path or default_path())
+        self._key = os.path.realpath(self.path)
         if os.path.isdir(self.path):
             raise StoreError(f"results database {self.path}: is a directory; give a file path to --db")
         if not os.path.exists(self.path):
@@ -270,7 +280,9 @@ class Store:
                 (now(), command, json.dumps(argv), len(plan), socket.gethostname(), os.getpid(),
                  cnnbench.__version__, json.dumps(settings or {}, default=str), json.dumps(plan)),
             )
-            return int(cursor.lastrowid)
+            session_id = int(cursor.lastrowid)
+        _RUNNING_HERE.add((self._key, session_id))
+        return session_id
 
     def claim_session(self, session_id: int) -> None:
         """Mark a session running again, in this process: checked and claimed in one transaction, so two
@@ -283,6 +295,7 @@ class Store:
                                  "resume it once that process has ended")
             db.execute("UPDATE sessions SET state = 'running', finished = NULL, pid = ?, hostname = ?, "
                        "resumed = resumed + 1 WHERE id = ?", (os.getpid(), socket.gethostname(), session_id))
+        _RUNNING_HERE.add((self._key, session_id))
 
     def plan(self, session_id: int) -> list[dict[str, Any]] | None:
         """The planned cells of a session; None for sessions stored before plans were kept (schema 1)."""
@@ -300,8 +313,11 @@ class Store:
             )
 
     def end_session(self, session_id: int, state: str) -> None:
-        with self._write() as db:
-            db.execute("UPDATE sessions SET state = ?, finished = ? WHERE id = ?", (state, now(), session_id))
+        try:
+            with self._write() as db:
+                db.execute("UPDATE sessions SET state = ?, finished = ? WHERE id = ?", (state, now(), session_id))
+        finally:
+            _RUNNING_HERE.discard((self._key, session_id))
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -317,6 +333,7 @@ class Store:
             argv=json.loads(row["argv"]), state=row["state"], cells_planned=row["cells_planned"],
             hostname=row["hostname"], pid=row["pid"], cnnbench_version=row["cnnbench_version"],
             settings=json.loads(row["settings"] or "{}"), resumed=row["resumed"],
+            _running_here=(self._key, row["id"]) in _RUNNING_HERE,
         )
         for r in self._read("SELECT status, count(*) AS n FROM results WHERE session_id = ? GROUP BY status",
                             (session.id,)):

@@ -31,6 +31,10 @@ and ``direction``. Then, in the same process, the whole network's training step 
 holds ``windows`` (the whole network's, so it reads like a bench result) and ``layers``: per layer
 ``name``, ``type`` and per direction ``{"windows": [...]}`` or ``{"skipped": reason}``.
 
+A job may carry ``memory_limit_bytes`` (``--memory-limit``): the worker sets its data-segment limit to it
+before anything else is imported, so an allocation beyond it fails inside the framework (reported as
+``oom``), and the host stops a worker whose resident memory goes over it all the same.
+
 Exactly one of result / unsupported / oom / error ends a job. A worker that dies without one (a
 segfault, a SIGKILL) is turned into status ``error`` by the host. Libraries that print to stdout
 cannot corrupt the stream: fd 1 is pointed at stderr and the protocol keeps a private copy of it.
@@ -295,6 +299,19 @@ def _die_with_parent() -> None:
         pass  # a safety net only; the host's own clean-up still applies
 
 
+def limit_memory(limit: int) -> None:
+    """RLIMIT_DATA, not RLIMIT_AS: it counts what a process can write (heap, malloc's mappings, thread
+    stacks) but not the address space that CUDA, XLA and others reserve without using, which RLIMIT_AS
+    would refuse at start-up. An allocation beyond it fails with ENOMEM, which the frameworks raise
+    (PyTorch's "can't allocate memory", TensorFlow's ResourceExhaustedError, NumPy's MemoryError)."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
 def main() -> int:
     _die_with_parent()
     # Keep a private copy of stdout for the protocol and send everything else printed to stderr.
@@ -304,7 +321,14 @@ def main() -> int:
     channel = Channel(proto)
     try:
         job = json.loads(sys.stdin.read())
+        if not isinstance(job, dict):
+            raise ValueError(f"a job is a JSON object, not {type(job).__name__}")
+        if job.get("memory_limit_bytes"):
+            limit_memory(int(job["memory_limit_bytes"]))
         run_job(job, channel)
+    except MemoryError as exc:  # before the adapter ran (importing the framework, say)
+        channel.emit("oom", message=f"MemoryError: {exc}" if str(exc) else "MemoryError")
+        return 1
     except Exception as exc:
         channel.emit("error", type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc())
         return 1

@@ -121,8 +121,9 @@ class TorchAdapter(FrameworkAdapter):
             module = build_module(spec).to(device).train()
             x = torch.randn(config.batch_size, *spec.input_shape, device=device)
             y = torch.randint(0, spec.num_classes, (config.batch_size,), device=device)
-        except torch.OutOfMemoryError as exc:
-            raise OutOfMemory(str(exc)) from exc
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            _raise_if_oom(exc)
+            raise
         model = TorchModel(module, x, y, device, _autocast(torch, device, config.precision))
         if config.optimizer:
             model.optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
@@ -302,6 +303,8 @@ def _raise_if_oom(exc: Exception) -> None:
     import torch
 
     text = str(exc).lower()
-    # CUDA says "out of memory"; the CPU allocator says "DefaultCPUAllocator: not enough memory".
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "not enough memory" in text:
+    # CUDA says "out of memory"; the CPU allocator "DefaultCPUAllocator: not enough memory" or, when the
+    # system refuses (ENOMEM, e.g. under --memory-limit), "DefaultCPUAllocator: can't allocate memory".
+    if isinstance(exc, torch.OutOfMemoryError) or any(
+            words in text for words in ("out of memory", "not enough memory", "can't allocate memory")):
         raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "out of memory") from exc

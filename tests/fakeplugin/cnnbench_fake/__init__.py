@@ -3,7 +3,10 @@
 Its behaviour is chosen by the environment variable CNNBENCH_FAKE_MODE, which the host passes on to
 workers: ``sleep`` (default; each step sleeps CNNBENCH_FAKE_STEP_S), ``print`` (prints to stdout
 inside the step), ``stderr`` (floods stderr with undecodable bytes), ``raise``, ``unsupported``,
-``oom``, ``segfault``, ``hang``, ``exit``, ``wrong`` (verify returns wrong numbers).
+``oom``, ``segfault``, ``hang``, ``exit``, ``wrong`` (verify returns wrong numbers), ``alloc`` (one
+allocation of CNNBENCH_FAKE_BYTES, default 4 GiB, as a framework's allocator makes it), ``shared`` (touches
+shared memory, which no data-segment limit counts, 32 MiB a step up to CNNBENCH_FAKE_BYTES), ``spawn``
+(starts a child process, writes its pid to CNNBENCH_FAKE_PIDFILE, then hangs).
 """
 
 from __future__ import annotations
@@ -58,6 +61,24 @@ class FakeAdapter(FrameworkAdapter):
             time.sleep(3600)
         elif mode == "exit":
             os._exit(3)
+        elif mode == "spawn":
+            import subprocess
+            import sys
+
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+            with open(os.environ["CNNBENCH_FAKE_PIDFILE"], "w") as f:
+                f.write(f"{os.getpid()} {child.pid}")
+            time.sleep(3600)
+        elif mode == "alloc":
+            model["hold"] = bytearray(int(os.environ.get("CNNBENCH_FAKE_BYTES", 4 << 30)))
+        elif mode == "shared":
+            import mmap
+
+            chunk = 32 << 20
+            if len(model.setdefault("shared", [])) * chunk < int(os.environ.get("CNNBENCH_FAKE_BYTES", 4 << 30)):
+                block = mmap.mmap(-1, chunk, flags=mmap.MAP_SHARED)
+                block.write(b"\1" * chunk)  # touched, so resident
+                model["shared"].append(block)
         elif mode == "stderr" and model["steps"] == 1:
             # undecodable bytes, and more than a pipe buffer of them
             os.write(2, b"\xff\xfe not utf-8 \x80\n" * 20000)
