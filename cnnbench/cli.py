@@ -320,7 +320,8 @@ def _options(texts: list[str], frameworks: list[str], host) -> dict[str, tuple[t
         for framework in owners:
             allowed = declared[framework][name][0]
             if allowed and value not in allowed:
-                raise UsageError(f"option {name} takes {', '.join(allowed)}, not '{value}'")
+                raise UsageError(f"unknown value '{value}' for option {name} of {framework}; valid choices: "
+                                 f"{', '.join(allowed)}")
             chosen[framework][name] = value
     return {f: tuple(sorted(opts.items())) for f, opts in chosen.items()}
 

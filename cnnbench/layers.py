@@ -52,17 +52,18 @@ class Params:
 
     def positive(self, key: str, default: Any = _REQUIRED) -> int:
         value = self._get(key, default)
-        if not (is_int(value) and value > 0):
-            raise self.fail(f"'{key}' must be a positive int, not {show(value)}")
+        if not (is_int(value) and 0 < value <= MAX_INT):
+            raise self.fail(f"'{key}' must be a positive int up to {MAX_INT}, not {show(value)}")
         return value
 
     def pair(self, key: str, default: Any = _REQUIRED, minimum: int = 1) -> tuple[int, int]:
         """An int or [h, w], as (h, w)."""
         value = self._get(key, default)
         pair = [value, value] if is_int(value) else value
-        if not (isinstance(pair, list) and len(pair) == 2 and all(is_int(v) and v >= minimum for v in pair)):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(is_int(v) and minimum <= v <= MAX_INT for v in pair)):
             what = "positive" if minimum > 0 else "non-negative"
-            raise self.fail(f"'{key}' must be a {what} int or a list [h, w] of {what} ints, not {show(value)}")
+            raise self.fail(f"'{key}' must be a {what} int or a list [h, w] of {what} ints, each up to {MAX_INT}, "
+                            f"not {show(value)}")
         return (pair[0], pair[1])
 
     def flag(self, key: str, default: bool) -> bool:
@@ -210,6 +211,11 @@ INFER: dict[str, Callable[[Params, Shapes], Inferred]] = {
 
 
 # -- message helpers ----------------------------------------------------------------------------------
+
+
+#: The largest size a spec may give (frameworks index tensors with 32-bit ints in places); beyond it a
+#: hostile or mistyped file would only fail later, inside a framework.
+MAX_INT = 2**31 - 1
 
 
 def is_int(value: Any) -> bool:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import copy
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from cnnbench.layers import (  # noqa: F401  (POOL_MODES, ROUND_MODES: re-exported)
-    INFER, LAYER_TYPES, MULTI_INPUT_TYPES, PARAM_KEYS, POOL_MODES, ROUND_MODES, Params, SpecError, is_int, kind,
+    INFER, LAYER_TYPES, MAX_INT, MULTI_INPUT_TYPES, PARAM_KEYS, POOL_MODES, ROUND_MODES, Params, SpecError, is_int, kind,
     show, suggest)
 from cnnbench.spec_blocks import Entry, expand
 
@@ -106,12 +107,23 @@ class NetworkSpec:
 # -- loading ------------------------------------------------------------------------------------------
 
 
+#: The largest spec file read (googlenet's prototxt is 40 KB): a bigger one is a mistake or an attack,
+#: and is refused before it fills the memory.
+MAX_SPEC_BYTES = 16 << 20
+
+
 def read_text(path: str | os.PathLike) -> str:
-    """A spec file's text; an unreadable or non-UTF-8 file is a SpecError naming it."""
+    """A spec file's text; an unreadable, non-UTF-8, too large or not regular file (a FIFO, /dev/zero) is
+    a SpecError naming it."""
     source = os.fspath(path)
     try:
-        with open(source, encoding="utf-8") as file:
-            return file.read()
+        with open(source, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise SpecError(f"{source}: cannot read: is not a file")
+            raw = file.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
+            raise SpecError(f"{source}: cannot read: larger than {MAX_SPEC_BYTES >> 20} MiB, too large for a network spec")
+        return raw.decode("utf-8")
     except OSError as err:
         raise SpecError(f"{source}: cannot read: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
@@ -127,9 +139,11 @@ def loads_spec(text: str, source: str = "<string>") -> NetworkSpec:
     """Parse a spec from TOML text."""
     try:
         data = tomllib.loads(text)
+        return parse_spec(data, source)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{source}: invalid TOML: {err}") from None
-    return parse_spec(data, source)
+    except RecursionError:
+        raise SpecError(f"{source}: arrays or tables nested too deeply for a network spec") from None
 
 
 def parse_spec(data: Mapping[str, Any], source: str = "<string>") -> NetworkSpec:
@@ -154,12 +168,12 @@ def parse_spec(data: Mapping[str, Any], source: str = "<string>") -> NetworkSpec
     if not isinstance(description, str):
         raise SpecError(f"{source}: 'description' must be a string, not {show(description)}")
     shape = data["input"]
-    if not (isinstance(shape, list) and len(shape) == 3 and all(is_int(v) and v > 0 for v in shape)):
-        raise SpecError(f"{source}: 'input' must be [channels, height, width] as 3 positive ints, "
+    if not (isinstance(shape, list) and len(shape) == 3 and all(is_int(v) and 0 < v <= MAX_INT for v in shape)):
+        raise SpecError(f"{source}: 'input' must be [channels, height, width] as 3 positive ints up to {MAX_INT}, "
                         f"not {show(shape)}")
     batch = data["default_batch_size"]
-    if not (is_int(batch) and batch > 0):
-        raise SpecError(f"{source}: 'default_batch_size' must be a positive int, not {show(batch)}")
+    if not (is_int(batch) and 0 < batch <= MAX_INT):
+        raise SpecError(f"{source}: 'default_batch_size' must be a positive int up to {MAX_INT}, not {show(batch)}")
     raw_layers = data["layers"]
     if not isinstance(raw_layers, list) or not raw_layers:
         raise SpecError(f"{source}: 'layers' must be a non-empty list of tables, not {show(raw_layers)}")

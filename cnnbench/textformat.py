@@ -87,9 +87,14 @@ def _tokens(text: str, source: str) -> list[tuple[str, Any, int]]:
     return tokens
 
 
+#: Caffe's definitions nest three deep (layer, *_param, filler); far deeper is no network.
+MAX_DEPTH = 64
+
+
 class _Parser:
     def __init__(self, text: str, source: str):
         self.source, self.tokens, self.pos = source, _tokens(text, source), 0
+        self.depth = 0
 
     def fail(self, expected: str) -> SpecError:
         kind, value, line = self.tokens[self.pos]
@@ -107,6 +112,15 @@ class _Parser:
         return False
 
     def message(self, close: str | None, line: int) -> Message:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise SpecError(f"{self.source}: line {line}: invalid prototxt: messages nested deeper than {MAX_DEPTH}")
+        try:
+            return self._fields(close, line)
+        finally:
+            self.depth -= 1
+
+    def _fields(self, close: str | None, line: int) -> Message:
         message = Message(line)
         while True:
             kind, name, line = self.tokens[self.pos]

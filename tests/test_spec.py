@@ -403,9 +403,9 @@ TOP_LEVEL_ERRORS = [
     ('name = "t"\ninput = [3, 0, 8]\ndefault_batch_size = 4\nlayers = [{}]', ["'input'", "3 positive ints"]),
     ('name = "t"\ninput = [3, true, 8]\ndefault_batch_size = 4\nlayers = [{}]', ["'input'"]),
     ('name = "t"\ninput = [3, 8, 8]\ndefault_batch_size = 0\nlayers = [{}]',
-     ["'default_batch_size' must be a positive int, not 0"]),
+     ["'default_batch_size' must be a positive int up to 2147483647, not 0"]),
     ('name = "t"\ninput = [3, 8, 8]\ndefault_batch_size = true\nlayers = [{}]',
-     ["'default_batch_size' must be a positive int, not true"]),
+     ["'default_batch_size' must be a positive int up to 2147483647, not true"]),
     ('name = "t"\ninput = [3, 8, 8]\ndefault_batch_size = 2.0\nlayers = [{}]', ["'default_batch_size'"]),
 ]
 
@@ -435,9 +435,9 @@ LAYER_ERRORS = [
       "valid keys: bias, filters, groups, input, inputs, kernel, name, pad, stride, type", "did you mean 'filters'"]),
     (['name = "r", type = "relu", ratio = 0.5', *FC_LOSS], ["layer 'r': unknown key 'ratio' for type 'relu'"]),
     (['name = "c", type = "conv", filters = 0, kernel = 3', *FC_LOSS],
-     ["layer 'c': 'filters' must be a positive int, not 0"]),
+     ["layer 'c': 'filters' must be a positive int up to 2147483647, not 0"]),
     (['name = "c", type = "conv", filters = true, kernel = 3', *FC_LOSS],
-     ["layer 'c': 'filters' must be a positive int, not true"]),
+     ["layer 'c': 'filters' must be a positive int up to 2147483647, not true"]),
     (['name = "c", type = "conv", filters = 2.0, kernel = 3', *FC_LOSS], ["layer 'c': 'filters'"]),
     (['name = "c", type = "conv", filters = 2, kernel = true', *FC_LOSS], ["layer 'c': 'kernel' must be"]),
     (['name = "c", type = "conv", filters = 2, kernel = [3, 0]', *FC_LOSS], ["layer 'c': 'kernel' must be"]),
@@ -660,7 +660,7 @@ BLOCK_ERRORS = [
     (['name = "x/y", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR, ["layer #1: 'name' must be"]),
     # An error inside an instance names the expanded layer, the block's layer and the instance.
     (['name = "x", block = "pair", n = 0, k = 3', *FC_LOSS], PAIR,
-     ["layer 'x__a' (block 'pair' layer 'a', in 'x'): 'filters' must be a positive int, not 0"]),
+     ["layer 'x__a' (block 'pair' layer 'a', in 'x'): 'filters' must be a positive int up to 2147483647, not 0"]),
     (['name = "x", block = "pair", n = 2, k = 20', *FC_LOSS], PAIR,
      ["layer 'x__a' (block 'pair' layer 'a', in 'x'): output size would be -9x-9"]),
     (['name = "x", block = "pair", n = 2, k = 3', *FC_LOSS], PAIR.replace('type = "relu"', 'type = "rleu"'),
