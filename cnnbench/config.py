@@ -21,6 +21,31 @@ class StoreError(Exception):
     here, not in cnnbench.store, so the CLI can catch it without importing sqlite3."""
 
 
+def check_output_path(path: str, suffixes: tuple[str, ...] = (), overwrite: bool = True, flag: str = "") -> None:
+    """A file path the user gave for writing, checked before anything is measured: its folder must exist
+    and be writable, it must not be a folder (or a device, a FIFO), its suffix must be one of
+    ``suffixes`` (if given), and without ``overwrite`` it must not exist yet."""
+    import os
+    import stat
+
+    what = f"{flag} {path}" if flag else path
+    if suffixes and os.path.splitext(path)[1].lower() not in suffixes:
+        raise UsageError(f"{what}: unknown file type '{os.path.splitext(path)[1] or '(none)'}'; valid choices: "
+                         f"{', '.join(suffixes)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"{what} is a folder; give a file path")
+    if os.path.exists(path):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UsageError(f"cannot write {path}: it is not a regular file")
+        if not overwrite:
+            raise UsageError(f"{what} exists; remove it or give another path (nothing was written)")
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write {path}: the folder {folder} is not writable")
+
+
 def device_kind(device: str) -> str:
     """``"cuda:1"`` -> ``"cuda"``."""
     return device.split(":", 1)[0]

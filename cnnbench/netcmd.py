@@ -100,6 +100,11 @@ def _import(file: str | None, output: str | None) -> int:
     from cnnbench.prototxt import dumps_spec_toml, prototxt_to_data
     from cnnbench.spec import parse_spec, read_text
 
+    if output:
+        from cnnbench.config import check_output_path
+
+        # a spec the user may have edited by hand is never overwritten
+        check_output_path(output, suffixes=(".toml",), overwrite=False, flag="--output")
     data = prototxt_to_data(read_text(file), file)
     spec = parse_spec(data, file)  # a definition we could not run is an error here, not later
     toml_text = dumps_spec_toml(data)

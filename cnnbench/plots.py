@@ -477,6 +477,10 @@ def save_layers_figure(report: dict[str, Any], path: str | Path, title: str | No
 
 
 def check_figure_path(path: str | Path) -> None:
-    """Usage errors of ``--plot PATH`` (format, matplotlib missing), before anything is measured."""
+    """Usage errors of ``--plot PATH`` (format, a folder that is missing or not writable, matplotlib
+    missing), before anything is measured."""
+    from cnnbench.config import check_output_path
+
     _format(path)
+    check_output_path(str(path), flag="--plot")
     _matplotlib()

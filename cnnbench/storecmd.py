@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from cnnbench.config import UsageError, positive_int
+from cnnbench.config import UsageError, check_output_path, positive_int
 
 REPORT_FORMATS = ("md", "csv", "json")
 PLOT_KINDS = ("auto", "energy", "batch")
@@ -222,13 +222,3 @@ def check_plot_path(path: str) -> None:
                          f"{', '.join('.' + f for f in FORMATS)}")
     check_output_path(path)
 
-
-def check_output_path(path: str) -> None:
-    """A file path the user gave for writing: its folder must exist, and it must not be a folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise UsageError(f"{path} is a folder; give a file path")
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot write {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"cannot write {path}: the folder {folder} is not writable")

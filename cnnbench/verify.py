@@ -118,7 +118,7 @@ def _run_one(framework: str, spec: NetworkSpec, config: RunConfig, arrays_path: 
         if final["event"] == "error":
             reason = f"{final.get('type')}: {final.get('message')}"
         return FINAL_EVENTS[final["event"]], reason, None
-    with np.load(output) as data:
+    with np.load(output, allow_pickle=False) as data:
         return "ok", None, {key: data[key] for key in data.files}
 
 

@@ -266,7 +266,7 @@ def _verify(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> 
     emit("phase", phase="prepare")
     adapter.prepare(config)
     spec = _spec(job)
-    with np.load(job["arrays"]) as arrays:
+    with np.load(job["arrays"], allow_pickle=False) as arrays:  # arrays only: a pickle could run code
         data, labels = arrays["data"], arrays["labels"]
         weights: dict[str, dict[str, Any]] = {}
         for key in arrays.files:

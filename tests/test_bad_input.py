@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 VALID_NETWORKS = "valid choices: alexnet, googlenet, lenet, overfeat, vgg_a"
 
@@ -118,6 +118,12 @@ CASES = [
     ("networks", ["nosuch"], f"unknown network 'nosuch'; {VALID_NETWORKS}"),
     ("networks", ["import"], "name the .prototxt file to import"),
     ("networks", ["import", "{tmp}/missing.prototxt"], "missing.prototxt: cannot read: No such file or directory"),
+    ("networks", ["import", "{proto}", "-o", "{tmp}/kept.toml"], "--output {tmp}/kept.toml exists; remove it or give another path"),
+    ("networks", ["import", "{proto}", "-o", "{tmp}"], "unknown file type '(none)'; valid choices: .toml"),
+    ("networks", ["import", "{proto}", "-o", "{tmp}/lenet.py"], "unknown file type '.py'; valid choices: .toml"),
+    ("networks", ["import", "{proto}", "-o", "{tmp}/no/such/folder/lenet.toml"], "the folder {tmp}/no/such/folder does not exist"),
+    ("networks", ["alexnet", "-o", "{tmp}/alexnet.toml"], "FILE and --output go with 'import' only"),
+    ("layers", ["--framework", "caffe", "--network", "lenet", "--plot", "{tmp}/no/such/folder/f.png"], "the folder {tmp}/no/such/folder does not exist"),
     ("dvfs", ["--governors", "performance"], "--governors is for --cpu sweeps"),
     ("dvfs", ["--cpu", "--clocks", "1593:1410"], "--clocks is for GPU sweeps (leave out --cpu)"),
     ("dvfs", ["--device", "cpu"], "a GPU sweep runs its workload on the GPU: --device cuda or cuda:N, not 'cpu'"),
@@ -180,10 +186,15 @@ def check_one_line(proc, expected: str) -> None:
 @pytest.mark.parametrize("command, args, expected", CASES, ids=[" ".join([c, *a]) for c, a, _ in CASES])
 def test_bad_command_line(stored, tmp_path, command, args, expected):
     (tmp_path / "not-a-db.sqlite").write_text("these are not the results you are looking for\n")
+    kept = tmp_path / "kept.toml"
+    kept.write_text("# written by hand, never overwritten\n")
     before = _dump(stored)
-    proc = run_cli(command, *(a.replace("{tmp}", str(tmp_path)) for a in args), timeout=120)
-    check_one_line(proc, expected)
+    proto = str(ROOT / "tests" / "fixtures" / "convnet-benchmarks" / "alexnet.prototxt")
+    proc = run_cli(command, *(a.replace("{tmp}", str(tmp_path)).replace("{proto}", proto) for a in args), timeout=120)
+    check_one_line(proc, expected.replace("{tmp}", str(tmp_path)))
     assert _dump(stored) == before, "a bad command changed the results store"
+    assert kept.read_text() == "# written by hand, never overwritten\n"
+    assert not list(tmp_path.glob("**/*.png")) and not list(tmp_path.glob("*.py"))
 
 
 @pytest.mark.parametrize("name, expected", SPEC_CASES, ids=[name for name, _ in SPEC_CASES])
