@@ -293,7 +293,8 @@ def test_optimizer_update_is_an_option(precision, any_kernels):
     adapter = TensorFlowAdapter()
     cfg = config(batch_size=4, optimizer=True, precision=precision)
     adapter.prepare(cfg)
-    model = adapter.build(resolve_network("lenet"), cfg)  # its first step updates already
+    model = adapter.build(resolve_network("lenet"), cfg)
+    adapter.step(model)  # the first step traces the graph (and updates already)
     before = [v.numpy().copy() for v in model.net.variables_in_order]
     adapter.step(model)
     adapter.synchronize(model)
@@ -307,6 +308,7 @@ def test_half_precisions_compute_in_half_and_keep_float32_variables_and_loss(pre
     adapter.prepare(cfg)
     spec = resolve_network("lenet")
     model = adapter.build(spec, cfg)
+    adapter.step(model)
     graph = model.step.get_concrete_function(model.x, model.y).graph
     convs = [op for op in graph.get_operations() if op.type == "Conv2D"]
     assert convs and all(op.get_attr("T").name == dtype for op in convs)

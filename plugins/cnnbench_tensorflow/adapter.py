@@ -58,6 +58,8 @@ class TFModel:
     #: What the last step returned: (loss, gradients), or the loss alone with an optimizer update.
     outputs: Any = None
     kernels_seen: list[str] = field(default_factory=list)
+    #: The run's config until the first step has run (and recorded and checked its kernels), then None.
+    first_step_config: Any = None
 
 
 class TensorFlowAdapter(FrameworkAdapter):
@@ -195,13 +197,11 @@ class TensorFlowAdapter(FrameworkAdapter):
                 x = data.normal(shape)
                 y = data.uniform([config.batch_size], 0, spec.num_classes, dtype=tf.int32)
             step = make_train_step(net, xla=config.option("xla") == "on", optimizer=config.optimizer)
-            model = TFModel(net, x, y, step, self.device)
-            # Trace, optimise and run the step once here, recording the kernels its graph ran.
-            self.kernels_seen = model.kernels_seen = _first_run(tf, model)
         except tf.errors.ResourceExhaustedError as exc:
             raise OutOfMemory(_first_line(exc)) from exc
-        self._check_kernels(config, model.kernels_seen)
-        return model
+        # The first step traces, optimises and runs the graph, and records the kernels it ran (see step()).
+        # It is the first warm-up iteration, not an extra one in build(): that cost every cell a step.
+        return TFModel(net, x, y, step, self.device, first_step_config=config)
 
     def _check_kernels(self, config, seen: list[str]) -> None:
         """The kernel family must be the one that ran (TensorFlow falls back to Eigen silently, e.g. for
@@ -217,9 +217,14 @@ class TensorFlowAdapter(FrameworkAdapter):
 
     def step(self, model: TFModel) -> None:
         try:
-            model.outputs = model.step(model.x, model.y)
+            if model.first_step_config is None:
+                model.outputs = model.step(model.x, model.y)
+                return
+            config, model.first_step_config = model.first_step_config, None
+            self.kernels_seen = model.kernels_seen = _first_run(self.tf, model)
         except self.tf.errors.ResourceExhaustedError as exc:
             raise OutOfMemory(_first_line(exc)) from exc
+        self._check_kernels(config, model.kernels_seen)
 
     def synchronize(self, model: TFModel) -> None:
         tf = self.tf
