@@ -38,7 +38,7 @@ def make_step(batch_size: int):
 
     mx.random.seed(0)
     net = alexnet_v2()
-    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))  # He, for ReLUs
+    net.initialize(mx.init.Xavier(rnd_type="uniform", factor_type="in", magnitude=2))  # He, for ReLUs
     net.hybridize(static_alloc=True, static_shape=True)
     x = mx.nd.random.normal(shape=(batch_size, 3, 224, 224))
     y = mx.nd.random.randint(0, 1000, shape=(batch_size,)).astype("float32")
