@@ -19,25 +19,19 @@ so both see the same conditions on a noisy machine.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from rounds import alternate
-
-ROOT = Path(__file__).resolve().parent.parent
+from rounds import ROOT, alternate, checkout_env, parser, timing_flags
 
 
 def rounds(args, threads: str | None) -> None:
-    path = [str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
-    common = ["--min-time", str(args.min_time), "--repeats", str(args.repeats), "--warmup", "2"]
+    env = checkout_env()
+    common = timing_flags(args)
     thread_flag = ["--threads", threads] if threads else []
     cnnbench_cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", "mxnet", "--network", "alexnet",
                     "--batch-size", str(args.batch_size), "--device", "cpu", "--meters", "none", "--json",
@@ -96,13 +90,9 @@ def interleaved(args, threads: str | None) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap = parser()
     ap.add_argument("--ab-steps", type=int, default=0, help="interleave N single steps in one process instead")
-    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", default=None, help="compute threads for both (default: MXNet's own choice)")
-    ap.add_argument("--min-time", type=float, default=1.0)
-    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     import importlib.util
 

@@ -6,8 +6,34 @@ neither always gets the warmer machine.
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
+from pathlib import Path
 from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parser() -> argparse.ArgumentParser:
+    """The flags every *_overhead.py takes; a script adds its own."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    return ap
+
+
+def timing_flags(args: argparse.Namespace) -> list[str]:
+    """The same warm-up, window length and repeats for cnnbench and the hand-written loop."""
+    return ["--min-time", str(args.min_time), "--repeats", str(args.repeats), "--warmup", "2"]
+
+
+def checkout_env() -> dict[str, str]:
+    """The environment of the processes a round starts: this checkout's cnnbench and plugins first."""
+    path = [str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
 
 
 def alternate(rounds: int, run_cnnbench: Callable[[], float], run_loop: Callable[[], float]) -> str:

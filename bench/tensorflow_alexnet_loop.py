@@ -14,6 +14,9 @@ import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# oneDNN, as cnnbench's --kernels vendor asks for: TensorFlow turns it on by itself only on CPUs with
+# AVX-512 VNNI/BF16 or AMX, so without this the two would run different kernels elsewhere (an AMD EPYC).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

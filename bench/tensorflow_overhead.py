@@ -24,16 +24,13 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from rounds import alternate
-
-ROOT = Path(__file__).resolve().parent.parent
+from rounds import ROOT, alternate, checkout_env, parser, timing_flags
 
 
 def rounds(args: argparse.Namespace) -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]))
-    common = ["--min-time", str(args.min_time), "--repeats", str(args.repeats), "--warmup", "2"]
+    env = checkout_env()
+    common = timing_flags(args)
     cnnbench_cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", "tensorflow", "--network", "alexnet",
                     "--batch-size", str(args.batch_size), "--device", "cpu", "--meters", "none", "--json", *common]
     threads = str(len(os.sched_getaffinity(0)))
@@ -95,12 +92,8 @@ def interleaved(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap = parser()
     ap.add_argument("--ab-steps", type=int, default=0, help="interleave this many steps of each in one process instead")
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--min-time", type=float, default=1.0)
-    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     if args.ab_steps:
         interleaved(args)

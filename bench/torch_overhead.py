@@ -10,28 +10,20 @@ The ratio of the medians over rounds is the figure recorded in bench/README.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-from rounds import alternate
-
-ROOT = Path(__file__).resolve().parent.parent
+from rounds import ROOT, alternate, checkout_env, parser, timing_flags
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--min-time", type=float, default=1.0)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap = parser()
     args = ap.parse_args()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]))
-    common = ["--min-time", str(args.min_time), "--repeats", str(args.repeats), "--warmup", "2"]
+    env = checkout_env()
+    common = timing_flags(args)
     cnnbench_cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", "torch", "--network", "alexnet",
                     "--batch-size", str(args.batch_size), "--device", "cpu", "--json", *common]
     threads = str(os.cpu_count())
