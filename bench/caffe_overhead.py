@@ -10,35 +10,13 @@ always gets the warmer machine. The ratio of the medians over rounds is the figu
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-import sys
-
-from rounds import ROOT, alternate, checkout_env, parser, timing_flags
+from rounds import alternate, parser, run_cnnbench, run_loop
 
 
 def main() -> None:
-    ap = parser()
-    args = ap.parse_args()
-    env = checkout_env()
-    common = timing_flags(args)
-    cnnbench_cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", "caffe", "--network", "alexnet",
-                    "--batch-size", str(args.batch_size), "--device", "cpu", "--json", *common]
-
-    def run_cnnbench() -> float:
-        out = subprocess.run(cnnbench_cmd, capture_output=True, text=True, env=env, check=True).stdout
-        result = json.loads(out)["results"][0]
-        assert result["status"] == "ok", result["reason"]
-        return result["images_per_s"]
-
-    def run_loop() -> float:
-        text = subprocess.run([sys.executable, str(ROOT / "bench" / "caffe_alexnet_loop.py"),
-                               "--batch-size", str(args.batch_size), *common],
-                              capture_output=True, text=True, env=env, check=True).stdout
-        return float(re.search(r"([\d.]+) images/s", text).group(1))
-
-    print(alternate(args.rounds, run_cnnbench, run_loop))
+    args = parser().parse_args()
+    print(alternate(args.rounds, lambda: run_cnnbench("caffe", args)["images_per_s"],
+                    lambda: run_loop("caffe_alexnet_loop.py", args)[0]))
 
 
 if __name__ == "__main__":

@@ -19,43 +19,25 @@ so both see the same conditions on a noisy machine.
 
 from __future__ import annotations
 
-import json
-import re
 import statistics
-import subprocess
 import sys
 import time
 
-from rounds import ROOT, alternate, checkout_env, parser, timing_flags
+from rounds import ROOT, alternate, parser, run_cnnbench, run_loop
 
 
 def rounds(args, threads: str | None) -> None:
-    env = checkout_env()
-    common = timing_flags(args)
     thread_flag = ["--threads", threads] if threads else []
-    cnnbench_cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", "mxnet", "--network", "alexnet",
-                    "--batch-size", str(args.batch_size), "--device", "cpu", "--meters", "none", "--json",
-                    *thread_flag, *common]
     used = set()
 
-    def run_cnnbench() -> float:
-        out = subprocess.run(cnnbench_cmd, capture_output=True, text=True, env=env, check=True).stdout
-        result = json.loads(out)["results"][0]
-        assert result["status"] == "ok", result
+    def harness() -> float:
+        result = run_cnnbench("mxnet", args, "--meters", "none", *thread_flag)
         worker = result["provenance"]["worker"]
         assert worker["python"] == sys.executable, worker
         used.add(worker["threads_used"])
         return result["images_per_s"]
 
-    def run_loop() -> float:
-        text = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "mxnet_alexnet_loop.py"), "--batch-size", str(args.batch_size),
-             *thread_flag, *common],
-            capture_output=True, text=True, env=env, check=True,
-        ).stdout
-        return float(re.search(r"([\d.]+) images/s", text).group(1))
-
-    summary = alternate(args.rounds, run_cnnbench, run_loop)
+    summary = alternate(args.rounds, harness, lambda: run_loop("mxnet_alexnet_loop.py", args, *thread_flag)[0])
     print(f"{summary}; threads used by cnnbench's worker: {', '.join(map(str, sorted(used)))}")
 
 

@@ -7,10 +7,14 @@ neither always gets the warmer machine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import statistics
+import subprocess
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +38,24 @@ def checkout_env() -> dict[str, str]:
     """The environment of the processes a round starts: this checkout's cnnbench and plugins first."""
     path = [str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
+
+
+def run_cnnbench(framework: str, args: argparse.Namespace, *extra: str) -> dict[str, Any]:
+    """``cnnbench run`` of alexnet on the CPU with the round's timing and ``extra`` flags: its result (ok)."""
+    cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", framework, "--network", "alexnet",
+           "--batch-size", str(args.batch_size), "--device", "cpu", "--json", *extra, *timing_flags(args)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=checkout_env(), check=True).stdout
+    result = json.loads(out)["results"][0]
+    assert result["status"] == "ok", result
+    return result
+
+
+def run_loop(script: str, args: argparse.Namespace, *extra: str) -> tuple[float, str]:
+    """A hand-written loop in bench/ with the same batch and timing: (its images/s, what it printed)."""
+    cmd = [sys.executable, str(ROOT / "bench" / script), "--batch-size", str(args.batch_size), *extra,
+           *timing_flags(args)]
+    text = subprocess.run(cmd, capture_output=True, text=True, env=checkout_env(), check=True).stdout
+    return float(re.search(r"([\d.]+) images/s", text).group(1)), text
 
 
 def alternate(rounds: int, run_cnnbench: Callable[[], float], run_loop: Callable[[], float]) -> str:

@@ -17,41 +17,28 @@ the same conditions, as bench/torch_step_ab.py does for PyTorch.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 
-from rounds import ROOT, alternate, checkout_env, parser, timing_flags
+from rounds import ROOT, alternate, parser, run_cnnbench, run_loop
 
 
 def rounds(args: argparse.Namespace) -> None:
-    env = checkout_env()
-    common = timing_flags(args)
-    cnnbench_cmd = [sys.executable, "-m", "cnnbench", "run", "--framework", "tensorflow", "--network", "alexnet",
-                    "--batch-size", str(args.batch_size), "--device", "cpu", "--meters", "none", "--json", *common]
     threads = str(len(os.sched_getaffinity(0)))
 
-    def run_cnnbench() -> float:
-        out = subprocess.run(cnnbench_cmd, capture_output=True, text=True, env=env, check=True).stdout
-        result = json.loads(out)["results"][0]
-        assert result["status"] == "ok", result["reason"]
+    def harness() -> float:
+        result = run_cnnbench("tensorflow", args, "--meters", "none")
         assert str(result["provenance"]["worker"]["threads_used"]) == threads, result["provenance"]
         return result["images_per_s"]
 
-    def run_loop() -> float:
-        text = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "tensorflow_alexnet_loop.py"), "--batch-size", str(args.batch_size),
-             *common],
-            capture_output=True, text=True, env=env, check=True,
-        ).stdout
+    def loop() -> float:
+        images_per_s, text = run_loop("tensorflow_alexnet_loop.py", args)
         assert f"threads {threads}:" in text, text
-        return float(re.search(r"([\d.]+) images/s", text).group(1))
+        return images_per_s
 
-    print(alternate(args.rounds, run_cnnbench, run_loop))
+    print(alternate(args.rounds, harness, loop))
 
 
 def interleaved(args: argparse.Namespace) -> None:
