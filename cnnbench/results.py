@@ -8,8 +8,8 @@ from typing import Any
 
 #: Version of the JSON record below; bump it when a field is added or changes meaning, and teach
 #: ``migrate_record`` to bring older records up to it.
-#: 1: the first record. 2: ``energy_per_image_j_windows``.
-SCHEMA_VERSION = 2
+#: 1: the first record. 2: ``energy_per_image_j_windows``. 3: ``quality``, ``conditions``, ``warnings``.
+SCHEMA_VERSION = 3
 STATUSES = ("ok", "unsupported", "unavailable", "oom", "timeout", "error")
 FAILED_STATUSES = ("oom", "timeout", "error")
 
@@ -75,7 +75,21 @@ class Result:
     windows: list[dict[str, float]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: The quality gate's view of the cell: spread across windows (``cv``), the machine's load around it
+    #: (``load``), ``noisy`` and its ``reasons``, and what ``--stable`` did (``stable``). Empty: not assessed.
+    quality: dict[str, Any] = field(default_factory=dict)
+    #: Heat and clocks per timed window, in window order (GPU temperature, SM/memory clocks, power limit,
+    #: throttle reasons; CPU temperature and frequency where the machine exposes them).
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    #: Every warning attached to this cell's time or energy (meter, noise, heat, coherence, short windows),
+    #: each one line that names what it concerns; shown wherever the cell's numbers are shown.
+    warnings: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+
+    def warn(self, text: str) -> None:
+        """Attach a warning once."""
+        if text not in self.warnings:
+            self.warnings.append(text)
 
     @property
     def failed(self) -> bool:
@@ -114,5 +128,11 @@ def migrate_record(record: dict[str, Any]) -> dict[str, Any]:
         # Version 1 kept only the energy summed over all windows: per-window energy is unknown.
         record.setdefault("energy_per_image_j_windows", None)
         version = 2
+    if version < 3:
+        # Version 2 had no quality gate, heat record or cell warnings: none was assessed, none is invented.
+        record.setdefault("quality", {})
+        record.setdefault("conditions", [])
+        record.setdefault("warnings", [])
+        version = 3
     record["schema_version"] = version
     return record

@@ -45,6 +45,9 @@ def full_result() -> Result:
                  {"index": 1, "start": 2.0, "end": 2.4, "iterations": 3}],
         timings={"import_s": 1.5, "wall_s": 9.0},
         provenance={"host": {"cpu_model": "X", "logical_cpus": 8}, "worker": {"framework_version": "2.13"}},
+        quality={"cv": 0.012, "noisy": True, "reasons": ["load"], "load": {"loadavg_1m": 3.5}},
+        conditions=[{"gpu_temperature_c": 61, "sm_clock_mhz": 1980}, {"gpu_temperature_c": 63}],
+        warnings=["gpu1: a window shorter than the counter's update period"],
         schema_version=RECORD_VERSION,
     )
 
