@@ -190,8 +190,14 @@ def summarise(report: dict[str, Any], layers: list[dict[str, Any]]) -> None:
         report["notes"].append("energy unavailable for " + "; ".join(missing))
 
 
+#: Layers timed one by one that add up to within 10 % of the whole step tell where the step's time goes;
+#: beyond that, fusion, overlap or per-call overhead in one of the two makes the shares misleading.
+COHERENT_RATIO = (0.9, 1.1)
+
+
 def coherence(layers: dict[str, Any], network: dict[str, Any]) -> dict[str, Any]:
-    """The paper's check (Sec. V.A) that the layers add up to the integrated network."""
+    """The paper's check (Sec. V.A) that the layers add up to the integrated network; outside
+    COHERENT_RATIO (time or energy) the breakdown is marked incoherent, with the ratio."""
     summed, whole = layers["time_ms"], network["time_ms"]
     out: dict[str, Any] = {"sum_of_layers_ms": summed, "whole_network_ms": whole, "ratio": summed / whole}
     text = (f"sum of layers {fmt_ms(summed)} ms/iter, whole network {fmt_ms(whole)} ms/iter, "
@@ -202,7 +208,13 @@ def coherence(layers: dict[str, Any], network: dict[str, Any]) -> dict[str, Any]
         out["energy_ratio"] = e_sum / e_whole
         text += (f"; energy: sum of layers {fmt_j(e_sum)} J/image, whole network {fmt_j(e_whole)} J/image, "
                  f"ratio {out['energy_ratio']:.3f}")
-    out["text"] = text
+    low, high = COHERENT_RATIO
+    off = [f"{what} ratio {ratio:.3f}" for what, ratio in (("time", out["ratio"]), ("energy", out["energy_ratio"]))
+           if ratio is not None and not low <= ratio <= high]
+    out["coherent"] = not off
+    out["warning"] = (f"incoherent: {', '.join(off)} outside {low}-{high}; the layers timed alone do not add up "
+                      "to the whole training step, so their shares mislead") if off else None
+    out["text"] = text + (f" — INCOHERENT ({', '.join(off)} outside {low}-{high})" if off else " (coherent)")
     return out
 
 

@@ -182,6 +182,8 @@ def layers_text(report: dict[str, Any]) -> str:
     lines += ["", "by layer type"]
     lines.append(tabulate(rows, headers=["type", "layers", *timing, *heads], disable_numparse=True))
     lines += ["", f"coherence: {report['coherence']['text']}"]
+    if report["coherence"].get("warning"):
+        lines.append(f"warning: {report['coherence']['warning']}")
     lines.append("times: median over the windows of each window's time per iteration; a sum is the sum of medians. "
                  "time % and energy %: share of the sum over all layers. other: dropout, flatten and the softmax "
                  "loss (timed, as the training step computes it too).")

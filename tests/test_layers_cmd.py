@@ -298,3 +298,46 @@ def test_layers_is_in_the_help(cli):
     for flag in ("--framework", "--network", "--batch-size", "--device", "--precision", "--kernels", "--threads",
                  "--warmup", "--min-time", "--repeats", "--timeout", "--meters", "--idle", "--json", "--plot"):
         assert flag in proc.stdout
+
+
+@pytest.mark.parametrize("ratio, coherent", [(1.0, True), (0.9, True), (1.1, True), (0.85, False), (1.2, False)])
+def test_coherence_outside_point_nine_to_one_point_one_is_marked_incoherent(ratio, coherent):
+    from cnnbench.layerbench import coherence
+
+    out = coherence({"time_ms": 100.0 * ratio, "energy_per_image_j": None},
+                    {"time_ms": 100.0, "energy_per_image_j": None})
+    assert out["coherent"] is coherent
+    assert ("INCOHERENT" in out["text"]) is not coherent
+    assert (out["warning"] is None) is coherent
+    if not coherent:
+        assert f"time ratio {ratio:.3f}" in out["warning"]
+
+
+def test_an_energy_ratio_off_alone_is_incoherent_too():
+    from cnnbench.layerbench import coherence
+
+    out = coherence({"time_ms": 100.0, "energy_per_image_j": 1.5}, {"time_ms": 100.0, "energy_per_image_j": 1.0})
+    assert not out["coherent"] and "energy ratio 1.500" in out["warning"]
+
+
+def test_an_incoherent_breakdown_says_so_under_the_table_and_on_the_figure():
+    from cnnbench.layerbench import coherence
+    from cnnbench.layercmd import layers_text
+    from cnnbench.plots import build_layers_figure
+
+    part = {"time_ms": 1.0, "energy_per_image_j": None, "power_w": None, "energy_pct": None, "time_pct": 100.0}
+    layer = {"name": "conv1", "type": "convolution", "forward": dict(part), "backward": dict(part), **part}
+    report = {"status": "ok", "framework": "torch", "network": "lenet", "batch_size": 8, "device": "cpu", "precision": "fp32",
+              "kernels": "vendor", "threads": 2, "layers": [layer],
+              "types": [{"type": "convolution", "layers": ["conv1"], "forward": dict(part), "backward": dict(part),
+                         "total": dict(part)}],
+              "totals": {"forward": dict(part), "backward": dict(part), "total": dict(part)},
+              "coherence": coherence({"time_ms": 130.0, "energy_per_image_j": None},
+                                     {"time_ms": 100.0, "energy_per_image_j": None}),
+              "notes": []}
+    text = layers_text(report)
+    assert "INCOHERENT (time ratio 1.300 outside 0.9-1.1)" in text
+    assert "warning: incoherent: time ratio 1.300" in text
+    fig = build_layers_figure(report)
+    footnotes = [t.get_text() for t in fig.findobj(lambda a: a.get_gid() == "note|footnote")]
+    assert any("INCOHERENT" in t for t in footnotes), footnotes
