@@ -57,6 +57,9 @@ class DomainInfo:
     energy_counter: bool = True
     #: ...and/or instantaneous power (method "integrated", and the cross-check of a counter).
     power_samples: bool = False
+    #: The power value is a running average over this many seconds (0: instantaneous); windows shorter
+    #: than this are flagged, since the integral of such a value cannot follow them.
+    power_average_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +98,9 @@ class Reading:
     error: str | None = None
     #: Samples strictly inside the window (0: the figure is interpolated from the surrounding interval).
     samples: int = 0
+    #: The integral of the power samples over the window, where the domain has them: the figure itself
+    #: (method "integrated") or the cross-check of a counter, reported beside it.
+    integrated_j: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -107,6 +107,7 @@ def window_reading(
             None, seconds, method, tuple(warnings),
             f"no samples cover the window [{start:.3f}, {end:.3f}] (samples cover {covered})",
         )
+    integrated = None
     if info.energy_counter and energy is not None:
         joules = counter_energy(times, energy, start, end)
         if info.power_samples and power is not None and joules is not None:
@@ -119,7 +120,7 @@ def window_reading(
                         f"({joules:.4g} J vs {integrated:.4g} J)"
                     )
     elif power is not None:
-        joules = integrate_power(times, power, start, end)
+        joules = integrated = integrate_power(times, power, start, end)
     else:
         joules = None
     if joules is None or not math.isfinite(joules) or joules < 0:
@@ -136,7 +137,12 @@ def window_reading(
             f"window shorter than the counter's update period ({seconds * 1e3:.1f} ms < "
             f"~{info.update_period_s * 1e3:.0f} ms)"
         )
-    return Reading(joules, seconds, method, tuple(warnings), None, inside)
+    if info.power_samples and 0 < seconds < info.power_average_s:
+        warnings.append(
+            f"window shorter than the power reading's averaging period ({seconds:.3g} s < {info.power_average_s:g} s): "
+            "its power integral " + ("is only indicative" if info.energy_counter else "cannot follow the window")
+        )
+    return Reading(joules, seconds, method, tuple(warnings), None, inside, integrated)
 
 
 def _unique(messages) -> list[str]:
