@@ -26,7 +26,10 @@ results (``fig.findobj(lambda a: a.get_gid() == gid)``; SVG output keeps gids as
 - ``ms|{label}``: the time-per-iteration text on a bar.
 - ``power|{kind}``: the average-power line (W) of a domain kind across the cells.
 - ``images_per_s|{series}``, ``energy|{series}``: the lines of the batch figure.
-- ``note|energy-unavailable``, ``note|footnote``: why energy is missing; cells left out or partly measured.
+- ``note|energy-unavailable``, ``note|footnote``: why energy is missing; cells left out or partly measured; every
+  cell's warnings (meter, noise, heat, one window).
+- ``noisy|{label}``: the mark over a bar the quality gate found noisy (its bars get a dashed red edge);
+  ``noisy|{series}|{batch}``: the same on a point of the batch figure.
 
 ``label`` is a cell's values of the axes that differ between the results, joined by spaces ("tensorflow bs8");
 ``series`` is the same without the batch size.
@@ -41,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.config import UsageError
 from cnnbench.energy import TOTAL_KINDS
-from cnnbench.report import AXES, _axis_value
+from cnnbench.report import AXES, _axis_value, cell_warnings, is_noisy
 from cnnbench.results import Result
 
 if TYPE_CHECKING:
@@ -167,6 +170,11 @@ def _footnote(fig: Figure, results: list[Result], varying: list[str], metered: b
         for domain, entry in r.energy.items():
             if entry.get("energy_per_image_j") is None:
                 notes.append(f"{domain} not measured for {_label(r, varying)}: {entry.get('error') or 'no reading'}")
+        # the warnings travel with the figure, as they do with the table
+        warnings = cell_warnings(r)
+        if warnings or is_noisy(r):
+            head = f"{_label(r, varying) or r.framework}{' (noisy)' if is_noisy(r) else ''}: "
+            notes.append(head + "; ".join(warnings or ["marked noisy by the quality gate"]))
     if notes:
         width = int(fig.get_figwidth() * 15)  # about the characters of 7-point text per inch
         text = "\n".join(textwrap.fill(n, width, subsequent_indent="    ") for n in notes)
@@ -326,6 +334,17 @@ def _energy_figure(figure_class: Any, results: list[Result], ok: list[Result], t
                             textcoords="offset points", ha="center", va="bottom", fontsize=8,
                             bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
                             gid=f"ms|{labels[i]}")
+    for i, r in enumerate(ok):
+        if is_noisy(r):
+            # drawn distinctly, so a noisy bar is not read as a clean one; the reasons are in the footnote
+            top_ax.annotate("noisy", (i, tops[i]), xycoords=ax.transData, xytext=(0, 14), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=7, color="#b00020", fontweight="bold",
+                            gid=f"noisy|{labels[i]}")
+            for patch in ax.patches:
+                if (patch.get_gid() or "").split("|")[1:2] == [labels[i]]:
+                    patch.set_edgecolor("#b00020")
+                    patch.set_linestyle("--")
+                    patch.set_linewidth(1.2)
     # Room for the time labels (and, without energy, the unavailable note) above the tallest bar.
     ax.set_ylim(0, max(tops) * (1.15 if metered else 1.45) or 1)
     if max(len(line) for t in ticks for line in t.split("\n")) > 14:
@@ -370,6 +389,11 @@ def _batch_figure(figure_class: Any, results: list[Result], ok: list[Result], ti
         points = [(r.batch_size, r.images_per_s) for r in members if r.images_per_s is not None]
         (line,) = axes[0].plot([p[0] for p in points], [p[1] for p in points], marker="o", label=series,
                                gid=f"images_per_s|{series}")
+        for r in members:
+            if is_noisy(r) and r.images_per_s is not None:
+                # a ring round a noisy point, so a dip from noise is not read as a real effect of batch size
+                axes[0].plot([r.batch_size], [r.images_per_s], marker="o", markersize=12, markerfacecolor="none",
+                             markeredgecolor="#b00020", linestyle="none", gid=f"noisy|{series}|{r.batch_size}")
         if metered:
             metered_members = [r for r in members if r.energy_total]
             if metered_members:
@@ -460,6 +484,8 @@ def build_layers_figure(report: dict[str, Any], title: str | None = None) -> Fig
     default = "Training energy by layer type" if metered else "Training time by layer type"
     _title(fig, title or default, fixed)
     notes = [f"coherence: {report['coherence']['text']}"] if report.get("coherence") else []
+    if (report.get("coherence") or {}).get("warning"):
+        notes.append(f"warning: {report['coherence']['warning']}")
     if not metered:
         reason = short_reason(report.get("energy_unavailable") or "a layer has no energy reading")
         notes.append(f"shares of time: energy unavailable ({reason})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from cnnbench.results import SCHEMA_VERSION, Result
 
@@ -32,6 +32,37 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+#: The warning of a time measured in one window, whose spread cannot be known (never "± 0.00").
+ONE_WINDOW = "spread unknown: one window"
+
+
+def threads_used(result: Result) -> int | None:
+    """The threads the cell's framework reported using (None: not reported, or no worker ran)."""
+    used = (result.provenance.get("worker") or {}).get("threads_used")
+    return used if isinstance(used, int) else None
+
+
+def cell_warnings(result: Result) -> list[str]:
+    """Every warning on the cell's time or energy, in the order they were attached: the record's own,
+    and those a record from before the quality gate implies (one window: spread unknown)."""
+    warnings = list(result.warnings)
+    if result.time_per_iter_ms is not None and len(result.windows) < 2 and ONE_WINDOW not in warnings:
+        warnings.append(ONE_WINDOW)
+    return warnings
+
+
+def is_noisy(result: Result) -> bool:
+    return bool((result.quality or {}).get("noisy"))
+
+
+def status_text(result: Result, note: Callable[[str], str]) -> str:
+    """The status column: the status, ``noisy`` where the quality gate marked the cell, the reason and
+    every warning as footnote markers (the texts go once under the table)."""
+    text = result.status + (" noisy" if is_noisy(result) else "")
+    markers = ([note(result.reason)] if result.reason else []) + [note(w) for w in cell_warnings(result)]
+    return f"{text} {''.join(markers)}" if markers else text
+
+
 def results_table(results: list[Result], tablefmt: str = "simple") -> str:
     """The comparison table; axes that are the same in every row go into a header line, reasons into
     numbered notes under the table, so the table stays narrow enough to read."""
@@ -51,6 +82,10 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
             notes.append(text)
         return f"[{notes.index(text) + 1}]"
 
+    # the threads each cell really used, wherever they differ between cells or from what was asked
+    used = {threads_used(r) for r in results if threads_used(r) is not None}
+    show_used = len(used) > 1 or any(
+        threads_used(r) is not None and r.threads is not None and threads_used(r) != r.threads for r in results)
     metered = any(r.energy_total for r in results)
     dynamic = any(r.energy_total and r.energy_total.get("dynamic_energy_per_image_j") is not None for r in results)
     shares = any(r.energy_total and r.energy_total.get("cpu_share") is not None for r in results)
@@ -58,7 +93,8 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
     for r in results:
         row = [_axis_value(r, attr) for attr, _ in varying]
         if r.time_per_iter_ms is not None:
-            spread = f" ± {r.time_per_iter_ms_stdev:.2f}" if r.time_per_iter_ms_stdev is not None else ""
+            # one window has no spread to show: "± ?" and its footnote, never a reassuring "± 0.00"
+            spread = " ± ?" if len(r.windows) < 2 or r.time_per_iter_ms_stdev is None else f" ± {r.time_per_iter_ms_stdev:.2f}"
             row += [f"{r.time_per_iter_ms:,.2f}{spread}", _fmt(r.images_per_s, 1), _fmt(r.gflops_per_s, 1)]
         else:
             row += ["-", "-", "-"]
@@ -82,13 +118,15 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
         else:
             row.append("-")
             row += [""] * ((3 + dynamic + shares) if metered else 0)
-        row.append(r.status if not r.reason else f"{r.status} {note(r.reason)}")
+        if show_used:
+            row.insert(len(varying), "-" if threads_used(r) is None else str(threads_used(r)))
+        row.append(status_text(r, note))
         rows.append(row)
     energy_heads = ["energy J/image"]
     if metered:
         energy_heads = ["J/image", "W", "method"] + (["above idle J/image"] if dynamic else []) + (
             ["CPU share"] if shares else []) + ["by domain J/image"]
-    headers = [head for _, head in varying] + [
+    headers = [head for _, head in varying] + (["threads used"] if show_used else []) + [
         "ms/iter (median ± sd)",
         "images/s",
         "GFLOP/s",
@@ -129,12 +167,13 @@ CSV_COLUMNS = (
     "iterations", "images_per_s", "gflops_per_s", "energy_per_image_j", "power_w", "energy_method",
     "dynamic_energy_per_image_j", "cpu_share", "energy_missing", "energy_unavailable", "peak_memory_bytes",
     "peak_memory_kind",
-    "framework_version", "threads_used", "cpu_model",
+    "framework_version", "threads_used", "cpu_model", "cv", "noisy", "warnings",
 )
 
 #: The columns above that hold words; the others (and each domain's figures) are numbers.
 TEXT_COLUMNS = ("framework", "network", "device", "precision", "kernels", "options", "status", "reason",
-                "energy_method", "energy_missing", "energy_unavailable", "peak_memory_kind", "framework_version", "cpu_model")
+                "energy_method", "energy_missing", "energy_unavailable", "peak_memory_kind", "framework_version", "cpu_model",
+                "noisy", "warnings")
 
 #: Columns that hold whole numbers.
 INTEGER_COLUMNS = ("batch_size", "threads", "windows", "iterations", "peak_memory_bytes", "threads_used")
@@ -163,6 +202,10 @@ def flat_rows(results: list[Result]) -> list[dict[str, Any]]:
             "framework_version": worker.get("framework_version"),
             "threads_used": worker.get("threads_used"),
             "cpu_model": host.get("cpu_model"),
+            "cv": (r.quality or {}).get("cv"),
+            # "" where the gate did not assess the cell: unknown, not clean
+            "noisy": ("yes" if is_noisy(r) else "no") if r.quality else None,
+            "warnings": " | ".join(cell_warnings(r)) or None,
         }
         for d in domains:
             entry = r.energy.get(d) or {}

@@ -12,6 +12,8 @@ from typing import Any
 SCHEMA_VERSION = 3
 STATUSES = ("ok", "unsupported", "unavailable", "oom", "timeout", "error")
 FAILED_STATUSES = ("oom", "timeout", "error")
+#: Cells that no worker measured because they could not run here; a grid of only these measured nothing.
+REFUSED_STATUSES = ("unsupported", "unavailable")
 
 
 @dataclass
