@@ -60,6 +60,7 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     g.add_argument("--min-time", metavar="S", default="1.0", help="each timed window lasts at least S seconds (default 1)")
     g.add_argument("--repeats", metavar="R", default="5", help="timed windows per cell (default 5)")
     g.add_argument("--iterations", metavar="N", help="fixed iterations per window instead of --min-time")
+    add_stable(g)
     g.add_argument("--timeout", metavar="S", default="1800", help="seconds per cell before its worker is stopped (default 1800)")
     add_memory_limit(g, "each cell's worker")
     g.add_argument("--meters", metavar="M", default="auto",
@@ -69,6 +70,18 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     add_db(p)
+
+
+def add_stable(g) -> None:
+    from cnnbench.quality import STABLE_MAX_TIME_S, STABLE_TARGET
+
+    g.add_argument("--stable", metavar="TARGET", nargs="?", const=f"{STABLE_TARGET * 100:g}",
+                   help="after --repeats windows, add windows until the 95%% interval of the median time per "
+                        f"iteration is within TARGET %% of the median (default {STABLE_TARGET * 100:g}), or "
+                        "--stable-max-time passes")
+    g.add_argument("--stable-max-time", metavar="S",
+                   help=f"with --stable: seconds from a cell's first timed window after which it stops adding "
+                        f"windows, short of the target (default {STABLE_MAX_TIME_S:g})")
 
 
 def add_memory_limit(g, whose: str) -> None:
@@ -253,6 +266,7 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
         min_time=positive_float("--min-time", args.min_time, MAX_MIN_TIME_S),
         repeats=positive_int("--repeats", args.repeats),
         iterations=iterations,
+        **stable_settings(args),
     )
     options = _options(args.option, frameworks, host)
     cells = []
@@ -272,6 +286,20 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
         )
         cells.append(Cell(config, spec))
     return cells, measurement
+
+
+def stable_settings(args: argparse.Namespace) -> dict:
+    """Measurement's ``stable`` and ``stable_max_time`` from --stable [TARGET] and --stable-max-time."""
+    from cnnbench.config import stable_target
+    from cnnbench.quality import STABLE_MAX_TIME_S
+
+    target, cap = getattr(args, "stable", None), getattr(args, "stable_max_time", None)
+    if target is None:
+        if cap is not None:
+            raise UsageError("--stable-max-time goes with --stable (--stable [TARGET] --stable-max-time S)")
+        return {}
+    return {"stable": stable_target(target),
+            "stable_max_time": positive_float("--stable-max-time", cap, MAX_TIMEOUT_S) if cap else STABLE_MAX_TIME_S}
 
 
 THREAD_WORDS = ("physical", "logical")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -117,6 +118,19 @@ def format_size(size: int) -> str:
     return f"{size} B"
 
 
+def stable_target(value: str | float) -> float:
+    """``--stable [TARGET]``: a percentage of the median (``2``, ``0.5%``) -> a fraction (0.02, 0.005)."""
+    text = str(value).strip()
+    try:
+        percent = float(text[:-1] if text.endswith("%") else text)
+    except ValueError:
+        percent = math.nan
+    if not 0 < percent < 100:  # also rejects nan and inf
+        raise UsageError(f"--stable takes a target in percent of the median, above 0 and below 100 (e.g. 2 or "
+                         f"0.5%), not '{value}'")
+    return percent / 100.0
+
+
 def positive_ints(axis: str, values: list[str]) -> list[int]:
     """Whole numbers of a comma list; ``8,08`` is one value twice, so it is rejected like ``8,8``."""
     numbers = [positive_int(axis, value) for value in values]
@@ -148,6 +162,12 @@ class Measurement:
     repeats: int = 5
     #: Fixed iterations per window instead of growing each window to ``min_time``.
     iterations: int | None = None
+    #: ``--stable``: after ``repeats`` windows, add windows until the 95 % interval of the median time per
+    #: iteration is within this fraction of the median (0.02: 2 %); None: exactly ``repeats`` windows.
+    stable: float | None = None
+    #: ``--stable-max-time``: seconds from the first timed window after which ``stable`` gives up (None:
+    #: ``cnnbench.quality.STABLE_MAX_TIME_S``).
+    stable_max_time: float | None = None
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ def open_store(args: argparse.Namespace):
 _PLANNED = {"frameworks": "--frameworks", "networks": "--networks", "batch_size": "--batch-size",
             "device": "--device", "precision": "--precision", "kernels": "--kernels", "threads": "--threads",
             "option": "--option", "warmup": "--warmup", "min_time": "--min-time", "repeats": "--repeats",
-            "iterations": "--iterations", "preset": "--preset"}
+            "iterations": "--iterations", "preset": "--preset", "stable": "--stable",
+            "stable_max_time": "--stable-max-time"}
 #: Settings of the machine rather than of the grid: taken from the stored run unless given again.
 _REUSED = {"timeout": "timeout_s", "meters": "meters", "idle": "idle_s", "memory_limit": "memory_limit_bytes"}
 
@@ -139,6 +140,9 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
             baseline_results = [r for _, r in store.results(baseline.id)]
         pythons = pythons_for(args.python, sorted({c.config.framework for c in cells}), host)
         timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
+        if measurement.stable is not None and measurement.stable_max_time >= timeout:
+            raise UsageError(f"--stable-max-time {measurement.stable_max_time:g} must be below --timeout "
+                             f"{timeout:g}, or every cell that misses its target is stopped as a timeout")
         idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
         memory_limit = memory_size("--memory-limit", args.memory_limit) if args.memory_limit else None
     except BaseException:

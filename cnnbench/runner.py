@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 from cnnbench.config import Measurement, RunConfig, format_size
 from cnnbench.plugins import PluginHost
 from cnnbench.provenance import host_inventory
+from cnnbench.quality import LoadProbe, assess
 from cnnbench.results import Result
 from cnnbench.spec import NetworkSpec
 from cnnbench.worker import FINAL_EVENTS, PROTOCOL_VERSION
@@ -417,10 +418,13 @@ def run_grid(
             result.provenance = {"host": host_inventory()}
         else:
             adapter = host.adapter(cell.config.framework)
+            probe = LoadProbe.open()
             result = run_cell(
                 cell, measurement, timeout=timeout, python=python, adapter_module=adapter.__module__,
                 on_event=on_event, memory_limit=memory_limit,
             )
+            # the quality gate: spread across windows, the load around the worker, what --stable did
+            assess(result, probe.close(), measurement.stable, measurement.stable_max_time)
         if meters is not None and meters.domains and result.status == "ok":
             _attach_meters(result, meters)
         if not result.energy:

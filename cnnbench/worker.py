@@ -84,13 +84,21 @@ def measure(
     repeats: int,
     iterations: int | None,
     emit: Callable[..., None],
+    stable: float | None = None,
+    stable_max_time: float | None = None,
 ) -> list[dict[str, float]]:
     """Warm up, then time ``repeats`` windows; the device is synchronised at every window edge.
 
     Each window runs the number of steps the last estimate predicts for ``min_time`` and, if it
     still came in short, grows by the predicted remainder until it lasts ``min_time`` (one extra
     synchronisation per growth). With ``iterations`` every window runs exactly that many steps.
+
+    With ``stable`` (``--stable``: a relative half-width, 0.02 for 2 %) windows go on being added after
+    the ``repeats`` until the 95 % interval of the median time per iteration is that close to the median,
+    or until ``stable_max_time`` seconds from the first window (see :func:`cnnbench.quality.keep_going`).
     """
+    from cnnbench.quality import STABLE_MAX_TIME_S, keep_going
+
     now = time.monotonic
     per_iter: float | None = None
     sync()
@@ -101,8 +109,9 @@ def measure(
         per_iter = now() - start
         emit("warmup", index=index, seconds=per_iter)
     emit("phase", phase="measure")
-    windows = []
-    for index in range(repeats):
+    windows: list[dict[str, float]] = []
+    index = 0
+    while index < repeats or (stable is not None and keep_going(windows, stable, stable_max_time or STABLE_MAX_TIME_S)):
         if iterations:
             target = iterations
         elif per_iter:
@@ -127,6 +136,7 @@ def measure(
         window = {"index": index, "start": start, "end": end, "iterations": done}
         emit("window", **window)
         windows.append(window)
+        index += 1
     return windows
 
 
@@ -191,6 +201,8 @@ def _bench(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> N
         measurement.repeats,
         measurement.iterations,
         emit,
+        measurement.stable,
+        measurement.stable_max_time,
     )
     t3 = time.monotonic()
     peak, peak_kind = adapter.peak_memory(model)
@@ -212,6 +224,7 @@ def _layers(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> 
 
     measurement = Measurement(**job["measurement"])
     timing = (measurement.warmup, measurement.min_time, measurement.repeats, measurement.iterations)
+    stable = {"stable": measurement.stable, "stable_max_time": measurement.stable_max_time}
     t0 = time.monotonic()
     emit("phase", phase="prepare")
     adapter.prepare(config)
@@ -230,7 +243,7 @@ def _layers(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> 
                 continue
             tagged = _tagged(emit, layer=name, direction=direction)
             windows = measure(lambda: adapter.step_layer(handle, direction), lambda: adapter.synchronize(handle),
-                              *timing, tagged)
+                              *timing, tagged, **stable)
             entry[direction] = {"windows": windows}
         layers.append(entry)
         handle = None  # freed before the next layer is built, so two never share the device's memory
@@ -238,7 +251,7 @@ def _layers(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> 
     emit("phase", phase="network")
     model = adapter.build(spec, config)
     windows = measure(lambda: adapter.step(model), lambda: adapter.synchronize(model), *timing,
-                      _tagged(emit, direction="network"))
+                      _tagged(emit, direction="network"), **stable)
     t2 = time.monotonic()
     peak, peak_kind = adapter.peak_memory(model)
     emit(

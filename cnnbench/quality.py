@@ -1,0 +1,272 @@
+"""The quality gate: is a cell's time worth trusting? Its spread across windows, the machine's load around it,
+and, for ``--stable``, the 95 % interval of its median.
+
+A benchmark on a busy machine measures the machine, not the network (issue 15: 12.14 ± 18.87 ms on a loaded
+2-core guest, printed as if it were a figure). So every cell carries:
+
+- ``cv``: the coefficient of variation of the windows' times per iteration (None with one window: the spread
+  is unknown, which is said, never shown as 0);
+- ``load``: the 1-minute load average before and after the cell, the share of CPU time the hypervisor stole
+  (where /proc/stat has the steal column), and the share of the CPUs cnnbench may use that *other* processes
+  kept busy during the cell: the busy time of those CPUs (/proc/stat) minus what the host process and the
+  worker's process tree used (getrusage), over the cell's wall time × those CPUs. /proc is read twice per
+  cell, at its start and its end, so the gate costs nothing inside the timed windows;
+- ``noisy`` and ``reasons``: whether a threshold below was passed, one line per threshold with its figure.
+
+The 1-minute load average is recorded but not gated on: it decays over minutes, so it still carries the
+previous cell's own work, and it counts runnable threads rather than time taken from this cell.
+
+This module is imported by the worker (the ``--stable`` loop), which may run under another interpreter: the
+standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+#: A cell whose windows' coefficient of variation passes this is noisy. Windows of >= 1 s on a quiet machine
+#: repeat within 1-2 % (bench/README); 5 % is past that, and it is the size of the differences the paper
+#: reports between configurations (fp16 against fp32, one library against another), which a spread so wide
+#: would blur.
+CV_LIMIT = 0.05
+#: Other processes keeping more than this share of the CPUs cnnbench may use busy during the cell: they take
+#: time slices, caches and memory bandwidth from the worker, which a spread across windows does not always show
+#: (a steady competitor slows every window alike).
+OTHERS_LIMIT = 0.10
+#: The hypervisor taking more than this share of the guest's CPU time: the virtual CPUs were not the
+#: cell's to measure with.
+STEAL_LIMIT = 0.05
+#: ``--stable``: the default target (half-width of the median's 95 % interval, relative to the median), and how
+#: long a cell may keep adding windows (seconds from its first timed window) before it stops short of it.
+STABLE_TARGET = 0.02
+STABLE_MAX_TIME_S = 60.0
+#: ``--stable`` also stops at this many windows: with ``--iterations`` and a fast step, windows of a millisecond
+#: would otherwise pile up by the ten thousand in the record before the time cap.
+STABLE_MAX_WINDOWS = 1000
+CONFIDENCE = 0.95
+#: The warning of a time measured in one window (the display shows ``± ?``, never ``± 0.00``).
+ONE_WINDOW = "spread unknown: one window"
+
+
+def per_iter_s(windows: list[dict[str, float]]) -> list[float]:
+    """Each window's time per iteration, in seconds."""
+    return [(w["end"] - w["start"]) / w["iterations"] for w in windows if w["iterations"]]
+
+
+def cv(values: list[float]) -> float | None:
+    """Sample standard deviation / mean; None with fewer than two values (the spread is unknown)."""
+    if len(values) < 2:
+        return None
+    mean = statistics.fmean(values)
+    return statistics.stdev(values) / mean if mean > 0 else None
+
+
+def _order_rank(n: int, confidence: float = CONFIDENCE) -> int:
+    """The largest k with P(Binomial(n, 1/2) <= k - 1) <= (1 - confidence) / 2, or 0 where none exists.
+
+    The k-th smallest and the k-th largest of n values then bound the median with probability >= confidence,
+    whatever the values' distribution (they need only be independent draws of one continuous distribution)."""
+    tail, k, cumulative = (1.0 - confidence) / 2.0, 0, 0.0
+    total = 2 ** n
+    while k < n // 2:
+        cumulative += math.comb(n, k) / total
+        if cumulative > tail:
+            break
+        k += 1
+    return k
+
+
+def median_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The distribution-free interval of the median from order statistics; None with too few values (fewer
+    than 6 for 95 %: even the smallest and largest of 5 cover the median with probability 15/16 only).
+
+    Order statistics rather than a bootstrap: the coverage is exact (at least ``confidence``) for any window
+    distribution, including the skewed, heavy-tailed ones of a machine with interruptions; the answer is the
+    same for the same windows (no resampling), and it costs a sort, so the worker can ask after every window."""
+    k = _order_rank(len(values), confidence)
+    if k < 1:
+        return None
+    ordered = sorted(values)
+    return ordered[k - 1], ordered[len(values) - k]
+
+
+def half_width(values: list[float]) -> float | None:
+    """The wider side of the median's 95 % interval, relative to the median; None while there is none."""
+    interval = median_interval(values)
+    if interval is None:
+        return None
+    median = statistics.median(values)
+    if median <= 0:
+        return None
+    return max(median - interval[0], interval[1] - median) / median
+
+
+def keep_going(windows: list[dict[str, float]], target: float, max_time: float) -> bool:
+    """``--stable``: whether another window should be timed after ``windows`` (the worker asks after each).
+
+    No: the interval is within ``target``, or one more window as long as the longest so far would end past
+    ``max_time`` seconds from the first window's start (so the cap is overrun only by a window longer than
+    every one before it), or STABLE_MAX_WINDOWS are done."""
+    width = half_width(per_iter_s(windows))
+    if width is not None and width <= target:
+        return False
+    if len(windows) >= STABLE_MAX_WINDOWS:
+        return False
+    longest = max(w["end"] - w["start"] for w in windows)
+    return windows[-1]["end"] + longest - windows[0]["start"] <= max_time
+
+
+def stability(windows: list[dict[str, float]], target: float, max_time: float) -> dict[str, Any]:
+    """What ``--stable`` did for a cell: which came first (the target, or the cap), the achieved half-width."""
+    times = per_iter_s(windows)
+    width = half_width(times)
+    interval = median_interval(times)
+    reached = width is not None and width <= target
+    if reached:
+        stopped = "target"
+    elif len(windows) >= STABLE_MAX_WINDOWS:
+        stopped = "window cap"
+    else:
+        stopped = "time cap"
+    return {
+        "target": target, "max_time_s": max_time, "reached": reached, "stopped": stopped, "half_width": width,
+        "interval_ms": None if interval is None else [interval[0] * 1e3, interval[1] * 1e3],
+        "windows": len(windows), "seconds": windows[-1]["end"] - windows[0]["start"] if windows else 0.0,
+    }
+
+
+# --- the machine's load around a cell -------------------------------------------------------------------
+
+#: /proc/stat's CPU columns (proc(5)); ``guest`` and ``guest_nice`` are already inside ``user`` and ``nice``.
+_BUSY = ("user", "nice", "system", "irq", "softirq")
+_COLUMNS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def _cpu_times(cpus: set[int]) -> dict[str, float] | None:
+    """Seconds per /proc/stat column summed over ``cpus`` (those of them the kernel lists); ``steal`` is
+    absent where the kernel has no such column (before 2.6.11)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total: dict[str, float] = {}
+    try:
+        with open("/proc/stat") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, *values = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        for column, value in zip(_COLUMNS, values):
+            total[column] = total.get(column, 0.0) + int(value) / tick
+    return total or None
+
+
+def _loadavg() -> float | None:
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process (every thread: the meters' samplers too) and of the children it has
+    waited for (the worker, and whatever the worker waited for)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def usable_cpus() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
+@dataclass
+class LoadProbe:
+    """Opened before a cell's worker starts, closed once it has been waited for: ``close()`` gives the load."""
+
+    cpus: set[int]
+    start: float
+    loadavg: float | None
+    times: dict[str, float] | None
+    own: float
+
+    @classmethod
+    def open(cls) -> LoadProbe:
+        cpus = usable_cpus()
+        return cls(cpus, time.monotonic(), _loadavg(), _cpu_times(cpus), _own_cpu_s())
+
+    def close(self) -> dict[str, Any]:
+        """The load during the cell. Shares are of the CPU time the usable CPUs had; None where /proc has no
+        figure for them."""
+        wall = time.monotonic() - self.start
+        own = _own_cpu_s() - self.own
+        times = _cpu_times(self.cpus)
+        load: dict[str, Any] = {"loadavg_1m_before": self.loadavg, "loadavg_1m_after": _loadavg(),
+                                "cpus": len(self.cpus), "wall_s": wall, "own_cpu_s": own,
+                                "others_cpu_share": None, "steal_share": None}
+        if self.times is None or times is None or wall <= 0:
+            load["unavailable"] = "no /proc/stat here: the machine's load is unknown"
+            return load
+        delta = {column: times.get(column, 0.0) - self.times.get(column, 0.0) for column in times}
+        busy = sum(delta.get(column, 0.0) for column in _BUSY)
+        # /proc/stat counts in ticks (10 ms): a short cell's figure is a few ticks off, never below 0
+        load["others_cpu_share"] = max(0.0, busy - own) / (wall * len(self.cpus))
+        elapsed = sum(delta.values())
+        if "steal" in times and elapsed > 0:
+            load["steal_share"] = delta["steal"] / elapsed
+        return load
+
+
+# --- the gate -------------------------------------------------------------------------------------------
+
+THRESHOLDS = {"cv": CV_LIMIT, "others_cpu_share": OTHERS_LIMIT, "steal_share": STEAL_LIMIT}
+
+
+def gate(windows: list[dict[str, float]], load: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``quality`` record of a cell from its windows and the load around it (no ``stable`` yet)."""
+    spread = cv(per_iter_s(windows))
+    reasons = []
+    if spread is not None and spread > CV_LIMIT:
+        reasons.append(f"time varies across windows: CV {spread:.1%} > {CV_LIMIT:.0%}")
+    if load:
+        others, steal = load.get("others_cpu_share"), load.get("steal_share")
+        if others is not None and others > OTHERS_LIMIT:
+            reasons.append(f"other processes kept {others:.0%} of the {load['cpus']} CPUs cnnbench may use busy "
+                           f"during the cell (> {OTHERS_LIMIT:.0%})")
+        if steal is not None and steal > STEAL_LIMIT:
+            reasons.append(f"the hypervisor stole {steal:.1%} of the CPU time during the cell (> {STEAL_LIMIT:.0%})")
+    return {"cv": spread, "load": load or {}, "noisy": bool(reasons), "reasons": reasons, "stable": None,
+            "thresholds": dict(THRESHOLDS)}
+
+
+def assess(result: Any, load: dict[str, Any] | None, stable_target: float | None = None,
+           stable_max_time: float | None = None) -> None:
+    """Fill ``result.quality`` for a cell with timed windows, and attach its warnings: one per reason it is
+    noisy, one for a single window, one for a ``--stable`` that reached its cap first."""
+    if not result.windows:
+        return
+    quality = gate(result.windows, load)
+    for reason in quality["reasons"]:
+        result.warn(f"noisy: {reason}")
+    if quality["cv"] is None:
+        result.warn(ONE_WINDOW)
+    if stable_target is not None:
+        quality["stable"] = stable = stability(result.windows, stable_target, stable_max_time or STABLE_MAX_TIME_S)
+        if not stable["reached"]:
+            width = ("no interval yet (fewer than 6 windows)" if stable["half_width"] is None
+                     else f"± {stable['half_width']:.1%}")
+            cap = (f"the {STABLE_MAX_WINDOWS}-window cap" if stable["stopped"] == "window cap"
+                   else f"the {stable['max_time_s']:g} s cap (--stable-max-time)")
+            result.warn(f"--stable: the median's 95 % interval is {width} after {stable['windows']} windows "
+                        f"({stable['seconds']:.1f} s), wider than the {stable_target:.1%} target: {cap} came first")
+    result.quality = quality
