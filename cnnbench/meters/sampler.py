@@ -40,6 +40,13 @@ class DomainSeries:
     def last_time(self) -> float:
         return self.times[-1] if self.times else -math.inf
 
+    def all_events(self) -> list[Event]:
+        """The flagged intervals, and the one still open: failed reads since the last good sample, which
+        no good sample has closed yet (a zone that stopped answering for good), reach to infinity."""
+        if not self._pending:
+            return list(self.events)
+        return [*self.events, (self.last_time, math.inf, self._pending_severity, "; ".join(self._pending))]
+
     def add(self, t: float, sample: Sample) -> None:
         if self.lost:
             return

@@ -6,7 +6,10 @@
   no DRAM). Point ``$CNNBENCH_POWERCAP_ROOT`` at ``tree.root``.
 - :class:`CounterDriver` advances the tree's ``energy_uj`` counters in real time at known watts, from a
   background thread, wrapping at ``max_energy_range_uj``; ``driver.joules(zone, start, end)`` is the truth.
+  ``driver.restart(zone)`` (or ``restart_every={zone: seconds}``) sets a counter back to 0 as a driver reload
+  does; ``tree.vanish(zone)`` removes a zone's ``energy_uj`` as an unloaded driver does.
 - :func:`unreadable` makes files of the tree fail to read with EACCES, as they do for a non-root user.
+- :func:`masked` builds what a container sees of a masked tree: flat links that point nowhere.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class FakeZone:
     energy_uj: int = 0
     #: The domain cnnbench's rapl meter gives this zone ("dram0"), or None for aliases.
     domain: str | None = None
+    #: Its energy_uj was removed (``PowercapTree.vanish``): the driver does not write it.
+    vanished: bool = False
 
     @property
     def energy_path(self) -> Path:
@@ -114,9 +119,12 @@ class PowercapTree:
         watts: float = 0.0,
         domain: str | None = None,
         flat: bool = True,
+        max_power_w: tuple[float, ...] = (),
     ) -> FakeZone:
         """One zone with the files the kernel writes; its parent (``intel-rapl:0`` for ``intel-rapl:0:2``)
-        must exist already. ``flat=False`` leaves out the ``/sys/class/powercap`` symlink."""
+        must exist already. ``flat=False`` leaves out the ``/sys/class/powercap`` symlink. ``max_power_w``
+        gives constraint 0, 1, ... a ``constraint_N_max_power_uw`` (PL1's thermal spec power, PL2's maximum);
+        without it the zone declares none, as DRAM and AMD zones often do."""
         m = _ZONE_ID.match(zone_id)
         if m is None:
             raise ValueError(f"not a zone id: {zone_id!r}")
@@ -135,6 +143,8 @@ class PowercapTree:
         _write(path / "constraint_0_name", "long_term")
         _write(path / "constraint_0_power_limit_uw", str(int(max(watts, 1.0) * 2e6)))
         _write(path / "constraint_0_time_window_us", "976")
+        for index, watts_max in enumerate(max_power_w):
+            _write(path / f"constraint_{index}_max_power_uw", str(int(watts_max * 1e6)))
         (path / "power").mkdir()
         _write(path / "power" / "control", "auto")
         # sysfs links every zone back to its class: a walker that follows it loops forever.
@@ -232,6 +242,40 @@ class PowercapTree:
         zone = self.zone(key)
         _write_atomic(zone.energy_path, str(int(energy_uj) % zone.max_energy_range_uj))
 
+    def vanish(self, key: str) -> None:
+        """Remove the zone's ``energy_uj``, as unloading the driver does: reads fail with ENOENT."""
+        zone = self.zone(key)
+        zone.vanished = True
+        for _ in range(2):  # a driver's write in flight when the flag changed may bring the file back once
+            with contextlib.suppress(FileNotFoundError):
+                zone.energy_path.unlink()
+            time.sleep(0.01)
+
+    def reappear(self, key: str) -> None:
+        """Bring back a vanished zone's ``energy_uj`` (the driver's next write recreates it)."""
+        zone = self.zone(key)
+        zone.vanished = False
+        self.write_energy(key, zone.energy_uj)
+
+
+def masked(base: str | os.PathLike, zone_ids: tuple[str, ...] = ("intel-rapl:0", "intel-rapl:0:0")) -> Path:
+    """What a container sees of a masked tree: ``/sys/devices/virtual/powercap`` an empty directory (the
+    runtime's read-only tmpfs), and ``/sys/class/powercap``'s links into it pointing nowhere. Returns the
+    ``/sys/class/powercap`` equivalent."""
+    base = Path(base)
+    devices = base / "sys" / "devices" / "virtual" / "powercap"
+    root = base / "sys" / "class" / "powercap"
+    devices.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    _symlink(root / "intel-rapl", devices / "intel-rapl")
+    for zone_id in zone_ids:
+        ids = zone_id.split(":")[1:]
+        nested = devices / "intel-rapl"
+        for depth in range(1, len(ids) + 1):
+            nested = nested / ("intel-rapl:" + ":".join(ids[:depth]))
+        _symlink(root / zone_id, nested)
+    return root
+
 
 def _write(path: Path, text: str) -> None:
     path.write_text(text + "\n")
@@ -268,9 +312,15 @@ class CounterDriver:
             driver.joules("cpu_package0", start, end)   # the truth over [start, end]
     """
 
-    def __init__(self, tree: PowercapTree, watts: Mapping[str, float] | None = None, *, tick: float = 0.002):
+    def __init__(self, tree: PowercapTree, watts: Mapping[str, float] | None = None, *, tick: float = 0.002,
+                 restart_every: Mapping[str, float] | None = None):
         self.tree = tree
         self.tick = tick
+        #: zone id -> (time, counter value in µJ then): the counter reads that value plus the energy since.
+        self._base: dict[str, tuple[float, float]] = {}
+        #: zone id -> seconds between restarts from 0, and when each happened (monotonic)
+        self._restart_every = {tree.zone(k).zone_id: float(v) for k, v in (restart_every or {}).items()}
+        self.restarts: dict[str, list[float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -295,6 +345,7 @@ class CounterDriver:
         self.started = now
         with self._lock:
             self._history = {zone_id: [(now, w)] for zone_id, w in self._initial.items()}
+            self._base = {zone_id: (now, float(zone.energy_uj)) for zone_id, zone in self.tree.zones.items()}
         self._write_all(now)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="cnnbench-counter-driver", daemon=True)
@@ -312,6 +363,20 @@ class CounterDriver:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
+
+    def restart(self, key: str, energy_uj: int = 0) -> float:
+        """Set the zone's counter back to ``energy_uj`` now, as a driver reload does (the power, and so the
+        truth, carry on). Returns when it happened."""
+        zone_id = self.tree.zone(key).zone_id
+        now = time.monotonic()
+        with self._lock:
+            self._base[zone_id] = (now, float(energy_uj))
+        self.restarts.setdefault(zone_id, []).append(now)
+        # The driver's thread writes it within a tick: one writer, so no two renames race.
+        return now
+
+    def restart_times(self, key: str) -> list[float]:
+        return list(self.restarts.get(self.tree.zone(key).zone_id, []))
 
     def set_watts(self, key: str, watts: float) -> None:
         """Change a zone's power from now on."""
@@ -339,15 +404,22 @@ class CounterDriver:
 
     def _write_all(self, now: float) -> None:
         for zone_id, zone in self.tree.zones.items():
-            if zone_id not in self._history:
+            if zone_id not in self._history or zone.vanished:
                 continue
-            energy = zone.energy_uj + self.joules(zone_id, self.started, now) * 1e6
+            with self._lock:
+                t0, e0 = self._base.get(zone_id, (self.started, float(zone.energy_uj)))
+            energy = e0 + self.joules(zone_id, t0, now) * 1e6
             _write_atomic(zone.energy_path, str(int(energy) % zone.max_energy_range_uj))
         self.writes += 1
         self.write_times.append(now)
 
     def _run(self) -> None:
         while not self._stop.wait(self.tick):
+            now = time.monotonic()
+            for zone_id, every in self._restart_every.items():
+                last = (self.restarts.get(zone_id) or [self.started])[-1]
+                if now - last >= every:
+                    self.restart(zone_id)
             self._write_all(time.monotonic())
 
 
