@@ -30,10 +30,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-#: A cell whose windows' coefficient of variation passes this is noisy. Windows of >= 1 s on a quiet machine
-#: repeat within 1-2 % (bench/README); 5 % is past that, and it is the size of the differences the paper
-#: reports between configurations (fp16 against fp32, one library against another), which a spread so wide
-#: would blur.
+#: A cell whose windows' coefficient of variation passes this is noisy: with 5 windows it puts the 95 % interval
+#: of the mean at +- 6 %, too wide to tell apart configurations 10 % apart, the size of the paper's differences
+#: (docs/concepts.md, "The quality gate", has the figures).
 CV_LIMIT = 0.05
 #: Other processes keeping more than this share of the CPUs cnnbench may use busy during the cell: they take
 #: time slices, caches and memory bandwidth from the worker, which a spread across windows does not always show
