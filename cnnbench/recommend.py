@@ -5,6 +5,11 @@ Each configuration (batch, device, precision, kernels, threads, options, GPU clo
 once, with its newest stored measurement: a re-run after a driver update replaces the old figure rather than
 being averaged with it. Energy is compared per image; a total measured by counters and one integrated from
 power samples are both measurements and are compared as such, while estimates are named as estimates.
+
+Configurations whose newest measurement failed the quality gate (``quality.noisy``) are left out of the ranking
+and listed with their reasons: a recommendation is acted on, and picking the fastest of noisy figures is
+picking the quietest moment of the machine (issue 15). Only when every configuration is noisy are they ranked,
+and then every answer says it is noisy.
 """
 
 from __future__ import annotations
@@ -54,18 +59,29 @@ def ms_per_image(result: Result) -> float:
     return result.time_per_iter_ms / result.batch_size
 
 
+def _noisy(result: Result) -> bool:
+    return bool((result.quality or {}).get("noisy"))
+
+
 def recommend(stored: list[tuple[int, Result]]) -> dict[str, Any]:
-    """The newest result per configuration; the least energy per image among those with energy; the fastest."""
+    """The newest result per configuration; the least energy per image among those with energy; the fastest.
+    Noisy configurations are ranked only when there is nothing else (see the module docstring)."""
     newest: dict[str, tuple[int, Result]] = {}
     for session, result in stored:  # oldest first: later ones replace earlier ones
         newest[_key(result)] = (session, result)
-    candidates = list(newest.values())
+    everything = list(newest.values())
+    clean = [sr for sr in everything if not _noisy(sr[1])]
+    candidates = clean or everything
     fastest = min(candidates, key=lambda sr: ms_per_image(sr[1]))
     metered = [sr for sr in candidates if sr[1].energy_total]
-    answer: dict[str, Any] = {"configurations": len(candidates), "measurements": len(stored),
-                              "fastest": _entry(*fastest), "least_energy": None, "energy_unavailable": None}
+    answer: dict[str, Any] = {"configurations": len(everything), "measurements": len(stored),
+                              "fastest": _entry(*fastest), "least_energy": None, "energy_unavailable": None,
+                              "noisy_ignored": [_entry(*sr) for sr in everything if clean and _noisy(sr[1])],
+                              "noisy_only": not clean}
     if not metered:
         answer["energy_unavailable"] = fastest[1].energy_unavailable or "no stored cell has an energy figure"
+        if any(r.energy_total for _, r in everything):
+            answer["energy_unavailable"] += "; only noisy configurations, left out, have one"
         return answer
     best = min(metered, key=lambda sr: sr[1].energy_total["energy_per_image_j"])
     answer["least_energy"] = _entry(*best)
@@ -81,7 +97,8 @@ def _entry(session: int, result: Result) -> dict[str, Any]:
     total = result.energy_total or {}
     return {"run": session, **configuration(result), "ms_per_image": ms_per_image(result),
             "images_per_s": result.images_per_s, "energy_per_image_j": total.get("energy_per_image_j"),
-            "energy_method": total.get("method"), "power_w": total.get("power_w")}
+            "energy_method": total.get("method"), "power_w": total.get("power_w"), "noisy": _noisy(result),
+            "noisy_reasons": list((result.quality or {}).get("reasons") or [])}
 
 
 def _describe(entry: dict[str, Any]) -> str:
@@ -92,6 +109,8 @@ def _describe(entry: dict[str, Any]) -> str:
         text += ", " + " ".join(f"{k}={v}" for k, v in entry["options"].items())
     if entry["clocks"]:
         text += f", {entry['clocks']}"
+    if entry.get("noisy"):
+        text += " (noisy)"
     return text
 
 
@@ -116,6 +135,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     fastest = answer["fastest"]
     print(f"{args.framework} {args.network}: {answer['configurations']} configurations stored "
           f"({answer['measurements']} measurements; the newest of each counts)")
+    for entry in answer["noisy_ignored"]:
+        print(f"left out, noisy: {_describe(entry)}, run {entry['run']}: {'; '.join(entry['noisy_reasons'])}")
+    if answer["noisy_only"]:
+        print("every stored configuration is noisy: the answers below are ranked from noisy figures; measure "
+              "again on a quieter machine (cnnbench.quality's gate, docs/concepts.md)")
     print(f"fastest:      {_describe(fastest)}: {fastest['ms_per_image']:.3g} ms/image "
           f"({fastest['images_per_s']:,.1f} images/s), run {fastest['run']}")
     best = answer["least_energy"]

@@ -90,3 +90,46 @@ def test_nothing_stored_for_that_pair_names_what_is(cli, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("cnnbench: error: no successful stored cell of mxnet on alexnet; stored "
                                    "frameworks: torch; networks: alexnet")
+
+
+def noisy(result, reason="time varies across windows: CV 31.0% > 5%"):
+    result.quality = {"cv": 0.31, "noisy": True, "reasons": [reason]}
+    result.warn(f"noisy: {reason}")
+    return result
+
+
+def test_a_noisy_cell_is_never_picked_without_saying_so(cli, tmp_path):
+    """A noisy cell with the best figures on both counts is left out, named, with its reason."""
+    db = tmp_path / "r.sqlite"
+    store(db, [[cell(32, 100.0, 2.0), noisy(cell(64, 20.0, 0.5)), cell(128, 500.0, 1.8)]])
+    answer = json.loads(cli("recommend", "--framework", "torch", "--network", "alexnet", "--db", str(db),
+                            "--json").stdout)
+    assert (answer["fastest"]["batch_size"], answer["least_energy"]["batch_size"]) == (32, 128)
+    assert answer["fastest"]["noisy"] is False and answer["noisy_only"] is False
+    (ignored,) = answer["noisy_ignored"]
+    assert ignored["batch_size"] == 64 and ignored["noisy_reasons"] == ["time varies across windows: CV 31.0% > 5%"]
+    text = cli("recommend", "--framework", "torch", "--network", "alexnet", "--db", str(db)).stdout
+    assert ("left out, noisy: batch 64, cuda, fp32, vendor kernels, threads default, 2619/1980 MHz, 700 W limit "
+            "(noisy), run 1: time varies across windows: CV 31.0% > 5%") in text
+    assert "fastest:      batch 32" in text
+
+
+def test_when_every_cell_is_noisy_each_answer_says_so(cli, tmp_path):
+    db = tmp_path / "r.sqlite"
+    store(db, [[noisy(cell(32, 100.0, 2.0)), noisy(cell(64, 300.0, 1.5))]])
+    answer = json.loads(cli("recommend", "--framework", "torch", "--network", "alexnet", "--db", str(db),
+                            "--json").stdout)
+    assert answer["noisy_only"] is True and answer["noisy_ignored"] == []
+    assert answer["fastest"]["noisy"] is True and answer["least_energy"]["noisy"] is True
+    text = cli("recommend", "--framework", "torch", "--network", "alexnet", "--db", str(db)).stdout
+    assert "every stored configuration is noisy" in text
+    assert "fastest:      batch 32, cuda, fp32, vendor kernels, threads default, 2619/1980 MHz, 700 W limit (noisy)" in text
+
+
+def test_energy_only_on_noisy_cells_is_not_recommended(cli, tmp_path):
+    db = tmp_path / "r.sqlite"
+    store(db, [[cell(32, 100.0), noisy(cell(64, 150.0, 1.5))]])
+    answer = json.loads(cli("recommend", "--framework", "torch", "--network", "alexnet", "--db", str(db),
+                            "--json").stdout)
+    assert answer["least_energy"] is None
+    assert answer["energy_unavailable"] == "rapl: not readable; only noisy configurations, left out, have one"
