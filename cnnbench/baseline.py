@@ -13,6 +13,10 @@ and log-normal window noise, 10-30 windows), since a median scatters more than a
 window-to-window variation within each run only, not the variation between runs in separate processes,
 which on a noisy machine can be larger.
 
+A pair in which either cell failed the quality gate (``quality.noisy``) is still compared, but its verdict is
+``noisy``, never ``slower`` or ``faster``, and it is never called significant: the interval assumes windows of a
+quiet machine, and a change measured against noise may be the noise (issue 15).
+
 Standard library only (no scipy): the t quantile comes from the regularised incomplete beta function.
 """
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cnnbench.report import AXES, _axis_value
@@ -154,6 +158,8 @@ class Change:
     time_reason: str | None = None
     energy: Delta | None = None
     energy_reason: str | None = None
+    #: Why a side failed the quality gate, one line per reason naming the side; empty: both sides passed.
+    noisy: list[str] = field(default_factory=list)
 
 
 def _times(result: Result) -> list[float]:
@@ -180,6 +186,8 @@ def _compare(key: tuple, new: Result, base: Result) -> Change:
                  for side, r in (("new run", new), ("baseline", base))]
         return Change(key, new, base, "not comparable", ", ".join(sides))
     change = Change(key, new, base, "compared")
+    change.noisy = [f"{side} noisy: {reason}" for side, r in (("new run", new), ("baseline", base))
+                    if (r.quality or {}).get("noisy") for reason in (r.quality.get("reasons") or ["quality gate"])]
     times = {"new run": _times(new), "baseline": _times(base)}
     empty = [side for side, values in times.items() if not values]
     if empty:
@@ -219,9 +227,14 @@ def compare_results(results: list[Result], baseline: list[Result]) -> list[Chang
 
 # --- output ---------------------------------------------------------------------------------------------
 
-def verdict(d: Delta | None, up: str, down: str) -> str:
+NOISY = "noisy: not judged"
+
+
+def verdict(d: Delta | None, up: str, down: str, noisy: bool = False) -> str:
     if d is None:
         return "-"
+    if noisy:
+        return NOISY
     if d.low is None:
         return f"n/a ({min(d.n_new, d.n_base)} window)"
     if not d.significant:
@@ -262,7 +275,8 @@ def changes_table(changes: list[Change], tablefmt: str = "simple") -> str:
         for d, why, up, down in ((change.time, change.time_reason, "slower", "faster"),
                                  (change.energy, change.energy_reason, "more", "less")):
             if d is not None:
-                row += [format_delta(d), verdict(d, up, down)]
+                judged = verdict(d, up, down, bool(change.noisy))
+                row += [format_delta(d), judged + ("".join(f" {note(r)}" for r in change.noisy) if change.noisy else "")]
             else:
                 row += [f"- {note(why)}" if why else "-", ""]
         windows = change.time or change.energy
@@ -280,11 +294,11 @@ def changes_table(changes: list[Change], tablefmt: str = "simple") -> str:
     return "\n".join(lines)
 
 
-def _delta_json(d: Delta | None, up: str, down: str) -> dict[str, Any] | None:
+def _delta_json(d: Delta | None, up: str, down: str, noisy: bool) -> dict[str, Any] | None:
     if d is None:
         return None
-    return {"ratio": d.ratio, "low": d.low, "high": d.high, "significant": d.significant,
-            "change_pct": d.change_pct, "n_new": d.n_new, "n_base": d.n_base, "verdict": verdict(d, up, down)}
+    return {"ratio": d.ratio, "low": d.low, "high": d.high, "significant": d.significant and not noisy,
+            "change_pct": d.change_pct, "n_new": d.n_new, "n_base": d.n_base, "verdict": verdict(d, up, down, noisy)}
 
 
 def changes_json(changes: list[Change]) -> list[dict[str, Any]]:
@@ -292,7 +306,8 @@ def changes_json(changes: list[Change]) -> list[dict[str, Any]]:
     names = ("framework", "network", "batch_size", "device", "precision", "kernels", "threads")
     return [
         {**dict(zip(names, c.key[:7])), "options": dict(c.key[7]), "status": c.status, "reason": c.reason,
-         "time": _delta_json(c.time, "slower", "faster"), "time_reason": c.time_reason,
-         "energy": _delta_json(c.energy, "more", "less"), "energy_reason": c.energy_reason}
+         "time": _delta_json(c.time, "slower", "faster", bool(c.noisy)), "time_reason": c.time_reason,
+         "energy": _delta_json(c.energy, "more", "less", bool(c.noisy)), "energy_reason": c.energy_reason,
+         "noisy": c.noisy}
         for c in changes
     ]

@@ -164,3 +164,34 @@ def test_json_dumps():
     assert math.isclose(first["time"]["ratio"], math.sqrt(1.05)) and first["time"]["verdict"] == "no significant change"
     assert first["energy"]["n_new"] == 2
     assert [c["status"] for c in document] == ["compared", "new"]
+
+
+def gated(result: Result, reason: str = "other processes kept 45% of the 2 CPUs cnnbench may use busy during "
+                                        "the cell (> 10%)") -> Result:
+    result.quality = {"cv": 0.01, "noisy": True, "reasons": [reason]}
+    return result
+
+
+def test_a_change_against_a_noisy_cell_is_marked_and_never_significant():
+    """Clearly 50 % slower by its windows, but the baseline was measured on a busy machine: not judged."""
+    base = gated(make(noisy(0.020, 0.01, 10, seed=1), energy=[1.0, 1.01, 0.99] * 3 + [1.0]))
+    new = make(noisy(0.030, 0.01, 10, seed=2), energy=[1.5, 1.51, 1.49] * 3 + [1.5])
+    (change,) = compare_results([new], [base])
+    assert change.time.significant  # the statistics alone would call it
+    assert change.noisy == ["baseline noisy: other processes kept 45% of the 2 CPUs cnnbench may use busy during "
+                            "the cell (> 10%)"]
+    table = changes_table([change])
+    assert "slower" not in table and "more" not in table.split("\n[")[0]
+    assert table.count("noisy: not judged [1]") == 2
+    assert "[1] baseline noisy: other processes kept 45%" in table
+    (row,) = changes_json([change])
+    assert row["time"]["significant"] is False and row["time"]["verdict"] == "noisy: not judged"
+    assert row["energy"]["significant"] is False and row["noisy"] == change.noisy
+
+
+def test_clean_pairs_are_judged_as_before():
+    base = make(noisy(0.020, 0.01, 10, seed=1))
+    new = make(noisy(0.030, 0.01, 10, seed=2))
+    (change,) = compare_results([new], [base])
+    assert change.noisy == []
+    assert changes_json([change])[0]["time"]["verdict"] == "slower"
