@@ -146,6 +146,19 @@ CASES = [
     ("compare", ["--frameworks", "caffe", "--db", "{tmp}"], "is a directory; give a file path to --db"),
     ("compare", ["--frameworks", "caffe", "--db", "{tmp}/not-a-db.sqlite"], "it is not a cnnbench results database"),
     ("compare", ["--frameworks", "caffe", "--networks", "lenet,nosuch"], f"unknown network 'nosuch'; {VALID_NETWORKS}"),
+    ("compare", ["--frameworks", "caffe", "--stable", "tight"], "--stable takes a target in percent of the median, "
+                                                               "above 0 and below 100 (e.g. 2 or 0.5%), not 'tight'"),
+    ("compare", ["--frameworks", "caffe", "--stable", "0"], "--stable takes a target in percent of the median"),
+    ("compare", ["--frameworks", "caffe", "--stable", "-5"], "not '-5'"),
+    ("compare", ["--frameworks", "caffe", "--stable", "100%"], "above 0 and below 100 (e.g. 2 or 0.5%), not '100%'"),
+    ("compare", ["--frameworks", "caffe", "--stable", "nan"], "not 'nan'"),
+    ("run", ["--framework", "caffe", "--stable", "2%%"], "not '2%%'"),
+    ("compare", ["--frameworks", "caffe", "--stable-max-time", "30"],
+     "--stable-max-time goes with --stable (--stable [TARGET] --stable-max-time S)"),
+    ("compare", ["--frameworks", "caffe", "--stable", "--stable-max-time", "0"], "--stable-max-time must be a positive number"),
+    ("compare", ["--frameworks", "caffe", "--stable", "--stable-max-time", "soon"], "--stable-max-time must be a number, not 'soon'"),
+    ("compare", ["--frameworks", "caffe", "--stable", "1", "--stable-max-time", "120", "--timeout", "60"],
+     "--stable-max-time 120 must be below --timeout 60"),
 ]
 
 SPEC_CASES = [

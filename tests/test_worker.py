@@ -120,3 +120,21 @@ def test_unavailable_framework_is_reported_without_a_crash(fake_site):
     proc, events, *_ = run_worker(json.dumps(job("fake-missing")))
     assert events[-1]["event"] == "unavailable"
     assert "not installed" in events[-1]["reason"]
+
+
+def test_stable_never_runs_fewer_than_repeats_windows():
+    """--stable starts from the --repeats windows: a target met early does not cut them short."""
+    windows = measure(lambda: None, lambda: None, warmup=0, min_time=0.0, repeats=9, iterations=5,
+                      emit=lambda *a, **k: None, stable=0.99, stable_max_time=30.0)
+    assert [w["index"] for w in windows] == list(range(9))
+
+
+def test_stable_job_reports_every_added_window(fake_site):
+    payload = job()
+    payload["measurement"] = asdict(Measurement(warmup=1, min_time=0.01, repeats=2, stable=0.5, stable_max_time=20.0))
+    proc, events, _, _ = run_worker(json.dumps(payload))
+    assert proc.returncode == 0, proc.stderr
+    windows = [e for e in events if e["event"] == "window"]
+    (result,) = [e for e in events if e["event"] == "result"]
+    assert len(windows) >= 6  # no 95 % interval of a median from fewer
+    assert [w["index"] for w in result["windows"]] == [w["index"] for w in windows] == list(range(len(windows)))
