@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from cnnbench.quality import ONE_WINDOW
 from cnnbench.results import SCHEMA_VERSION, Result
 
 AXES = (
@@ -31,9 +32,6 @@ def _axis_value(result: Result, attr: str) -> str:
 def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
-
-#: The warning of a time measured in one window, whose spread cannot be known (never "± 0.00").
-ONE_WINDOW = "spread unknown: one window"
 
 
 def threads_used(result: Result) -> int | None:
