@@ -33,7 +33,6 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-
 def threads_used(result: Result) -> int | None:
     """The threads the cell's framework reported using (None: not reported, or no worker ran)."""
     used = (result.provenance.get("worker") or {}).get("threads_used")
