@@ -43,7 +43,7 @@ def cell_warnings(result: Result) -> list[str]:
     """Every warning on the cell's time or energy, in the order they were attached: the record's own,
     and those a record from before the quality gate implies (one window: spread unknown)."""
     warnings = list(result.warnings)
-    if result.time_per_iter_ms is not None and len(result.windows) < 2 and ONE_WINDOW not in warnings:
+    if result.time_per_iter_ms is not None and len(result.windows) == 1 and ONE_WINDOW not in warnings:
         warnings.append(ONE_WINDOW)
     return warnings
 
@@ -91,7 +91,7 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
         row = [_axis_value(r, attr) for attr, _ in varying]
         if r.time_per_iter_ms is not None:
             # one window has no spread to show: "± ?" and its footnote, never a reassuring "± 0.00"
-            spread = " ± ?" if len(r.windows) < 2 or r.time_per_iter_ms_stdev is None else f" ± {r.time_per_iter_ms_stdev:.2f}"
+            spread = " ± ?" if len(r.windows) == 1 or r.time_per_iter_ms_stdev is None else f" ± {r.time_per_iter_ms_stdev:.2f}"
             row += [f"{r.time_per_iter_ms:,.2f}{spread}", _fmt(r.images_per_s, 1), _fmt(r.gflops_per_s, 1)]
         else:
             row += ["-", "-", "-"]
