@@ -51,7 +51,8 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--precision", metavar="P", default="fp32", help=f"{', '.join(PRECISIONS)}{many} (default fp32)")
     p.add_argument("--kernels", metavar="K", help=f"vendor (cuDNN/oneDNN) or native (im2col+GEMM){many}; default: each framework's first (vendor where it has one)")
     p.add_argument("--threads", metavar="T", help=f"compute threads{many}: a number, physical (one per core) or "
-                                                  "logical (one per hardware thread); default: the framework's")
+                                                  "logical (one per hardware thread); default: the physical cores cnnbench may use, "
+                                                  "the same for every framework")
     _add_python(p)
     p.add_argument("--option", metavar="NAME=VALUE", action="append", default=[],
                    help="an adapter-specific switch, e.g. xla=on for tensorflow (repeatable; see cnnbench list)")
@@ -67,6 +68,9 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
                    help="auto (every meter readable here), none, or meter names, e.g. rapl,nvml or rapl:psys (default auto)")
     g.add_argument("--idle", metavar="S", default="5",
                    help="seconds of idle power measured before the grid, subtracted for above-idle energy; 0: none (default 5)")
+    g.add_argument("--cooldown", metavar="auto|S",
+                   help="before each cell, wait until the GPU is back within 2 °C of its idle temperature, at most "
+                        "S seconds (auto: at most 300 s); default: no wait")
     p.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     add_db(p)
@@ -260,6 +264,7 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
     kernels = [check_choice("kernels", k, KERNELS) for k in kernel_list] if kernel_list else [None]
     threads_list = _values(args, "threads", "--threads", single)
     threads = thread_counts(threads_list) if threads_list else [None]
+    like_for_like = default_threads() if not threads_list else None
     iterations = positive_int("--iterations", args.iterations) if args.iterations is not None else None
     measurement = Measurement(
         warmup=positive_int("--warmup", args.warmup, allow_zero=True),
@@ -281,7 +286,7 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
             precision=precision,
             # unnamed: the framework's first family (vendor, or native for the Caffe-style engine)
             kernels=kernel or host.adapter(framework).capabilities(device.split(":")[0]).kernels[0],
-            threads=thread,
+            threads=thread if like_for_like is None else _default_threads_for(host, framework, device, like_for_like),
             options=options.get(framework, ()),
         )
         cells.append(Cell(config, spec))
@@ -303,6 +308,21 @@ def stable_settings(args: argparse.Namespace) -> dict:
 
 
 THREAD_WORDS = ("physical", "logical")
+
+
+def default_threads() -> int:
+    """The thread count every framework of a grid gets unless --threads says otherwise: the physical cores
+    this process may use. Left to themselves the frameworks disagree (PyTorch takes the physical cores,
+    TensorFlow the logical CPUs, MXNet half of them), and a comparison would measure their defaults."""
+    from cnnbench.provenance import usable_cores
+
+    return usable_cores()[0]
+
+
+def _default_threads_for(host, framework: str, device: str, count: int) -> int | None:
+    """``count`` for an adapter that can set its threads; None (its own default, shown in the table as the
+    threads it used) for one that cannot, rather than refusing a cell the user never asked to pin."""
+    return count if host.adapter(framework).capabilities(device.split(":")[0]).threads else None
 
 
 def thread_counts(values: list[str]) -> list[int]:
@@ -379,6 +399,9 @@ def cmd_grid(args: argparse.Namespace, single: bool, argv: list[str]) -> int:
         if changes is not None:
             print(f"\nagainst run {run.baseline_session.id} (started {run.baseline_session.started})")
             print(changes_table(changes))
+    if run.nothing_measured and not run.interrupted:
+        print(f"cnnbench: nothing was measured: every one of the {len(run.results)} cell(s) was unsupported or "
+              "unavailable here (see the status column)", file=sys.stderr)
     if run.store_error:
         print(f"cnnbench: {run.store_error}; the results above were not all stored", file=sys.stderr)
     elif run.session_id is not None and not args.json:
@@ -504,6 +527,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         for key, why in (m.get("unavailable") or {}).items():
             if m["readable"]:
                 print(f"    {key}: {why}")
+        for note in m.get("notes") or []:
+            print(f"    note: {note}")
     print("\nnetworks\n  " + ", ".join(networks))
     from cnnbench.presets import preset_lines
 

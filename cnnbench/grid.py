@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
 from cnnbench.config import Measurement, RunConfig, UsageError, memory_size, positive_float
-from cnnbench.results import Result
+from cnnbench.results import REFUSED_STATUSES, Result
 
 
 class Terminated(BaseException):
@@ -36,10 +36,16 @@ class GridRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def nothing_measured(self) -> bool:
+        """Every cell was refused (unsupported or unavailable), e.g. ``--device cuda`` with no GPU: a run
+        that exits 0 there would pass for a measurement in a script."""
+        return bool(self.results) and all(r.status in REFUSED_STATUSES for r in self.results)
+
+    @property
     def exit_code(self) -> int:
         if self.interrupted:
             return self.interrupted
-        return 1 if self.store_error or any(r.failed for r in self.results) else 0
+        return 1 if self.store_error or self.nothing_measured or any(r.failed for r in self.results) else 0
 
 
 def open_meters(names: str, host=None):
@@ -145,6 +151,9 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
                              f"{timeout:g}, or every cell that misses its target is stopped as a timeout")
         idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
         memory_limit = memory_size("--memory-limit", args.memory_limit) if args.memory_limit else None
+        from cnnbench.cooldown import parse_cooldown
+
+        cooldown = parse_cooldown(getattr(args, "cooldown", None))
     except BaseException:
         if store is not None:
             store.close()
@@ -187,7 +196,8 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
                 meters.idle(idle_s)
         for (position, _), result in zip(todo, run_grid(
                 [cell for _, cell in todo], measurement, host, timeout=timeout, meters=meters, pythons=pythons,
-                energy_unavailable=meters.no_energy_reason, on_start=on_start, memory_limit=memory_limit)):
+                energy_unavailable=meters.no_energy_reason, on_start=on_start, memory_limit=memory_limit,
+                cooldown=cooldown, say=lambda text: progress.say(text) if progress.enabled else print(text, file=stream))):
             if annotate is not None:
                 annotate(result)
             # stored before anything else, so a signal cannot fall between measuring a cell and keeping it
@@ -224,7 +234,8 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
                 store.close()
     run.extra = {"measurement": measurement.__dict__, "meters": {
         "domains": {d: info.to_dict() for d, info in meters.domains.items()},
-        "unavailable": meters.unavailable, "idle_power_w": dict(meters.idle_power or {}), "idle_s": idle_s}}
+        "unavailable": meters.unavailable, "idle_power_w": dict(meters.idle_power or {}), "idle_s": idle_s,
+        "idle_baseline": getattr(meters, "idle_baseline", None)}}
     if run.session_id is not None:
         run.extra = {"session": run.session_id, "db": run.db_path, **run.extra}
     return run

@@ -59,3 +59,33 @@ def test_provenance_records_smt_and_usable_cores():
     topology = provenance.cpu_topology()
     assert {"smt_active", "smt_control", "usable_physical_cores", "usable_logical_cpus"} <= set(topology)
     assert 1 <= topology["usable_physical_cores"] <= topology["usable_logical_cpus"] <= os.cpu_count()
+
+
+def _planned(argv):
+    from cnnbench.plugins import get_host
+
+    args = cli.build_parser().parse_args(argv)
+    cells, _ = cli.plan(args, get_host(), single=argv[0] == "run")
+    return [(c.config.framework, c.config.threads) for c in cells]
+
+
+def test_a_comparison_gives_every_framework_the_same_threads_by_default(monkeypatch):
+    # Left alone, PyTorch takes the physical cores, TensorFlow the logical CPUs and MXNet half of them: a default
+    # comparison would measure those defaults, not the frameworks.
+    monkeypatch.setattr(provenance, "usable_cores", lambda: (6, 12))
+    planned = _planned(["compare", "--frameworks", "torch,tensorflow,mxnet,caffe", "--network", "lenet",
+                        "--device", "cpu"])
+    assert planned == [("torch", 6), ("tensorflow", 6), ("mxnet", 6), ("caffe", 6)]
+    assert _planned(["run", "--framework", "mxnet", "--network", "lenet", "--device", "cpu"]) == [("mxnet", 6)]
+
+
+def test_asked_threads_win_and_an_adapter_without_thread_control_keeps_its_default(monkeypatch):
+    monkeypatch.setattr(provenance, "usable_cores", lambda: (6, 12))
+    assert _planned(["compare", "--frameworks", "torch,caffe", "--network", "lenet", "--device", "cpu",
+                     "--threads", "3"]) == [("torch", 3), ("caffe", 3)]
+    from cnnbench.plugins import get_host
+
+    if "jax" not in get_host().adapters():
+        pytest.skip("the example JAX plugin (no thread control) is not installed")
+    assert _planned(["compare", "--frameworks", "torch,jax", "--network", "lenet", "--device", "cpu"]) == [
+        ("torch", 6), ("jax", None)]
