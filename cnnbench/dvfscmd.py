@@ -153,6 +153,9 @@ def _precheck(args) -> None:
         from cnnbench.grid import open_meters
 
         open_meters(args.meters).close()  # a named meter that cannot be read: an error before any change
+    from cnnbench.cooldown import parse_cooldown
+
+    parse_cooldown(args.cooldown)
 
 
 # -- the plan -----------------------------------------------------------------------------------------

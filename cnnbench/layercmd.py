@@ -57,6 +57,9 @@ def add_layers_parser(sub) -> None:
                    help="auto (every meter readable here), none, or meter names, e.g. rapl,nvml (default auto)")
     g.add_argument("--idle", metavar="S", default="5",
                    help="seconds of idle power measured first, for above-idle energy; 0: none (default 5)")
+    g.add_argument("--cooldown", metavar="auto|S",
+                   help="before the run, wait until the GPU is back within 2 °C of its idle temperature, at most "
+                        "S seconds (auto: at most 300 s); default: no wait")
     p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     p.add_argument("--plot", metavar="FILE", help="write the breakdown by layer type as a figure (.png, .svg or .pdf)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
@@ -90,6 +93,9 @@ def cmd_layers(args: argparse.Namespace) -> int:
     timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
     idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
     memory_limit = memory_size("--memory-limit", args.memory_limit) if args.memory_limit else None
+    from cnnbench.cooldown import Cooldown, parse_cooldown
+
+    cooldown = parse_cooldown(args.cooldown)
     meters = open_meters(args.meters, host)
     show = sys.stderr.isatty() and not args.json and not args.quiet
     progress = Progress(len(cell.spec.layers) + 1, sys.stderr, enabled=show)
@@ -99,6 +105,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
             if idle_s:
                 progress.say(f"measuring idle power for {idle_s:g} s ...")
                 meters.idle(idle_s)
+        waited = None
+        if cooldown is not None:
+            waited = Cooldown(cooldown, meters.gpu_temperatures if meters.domains else None,
+                              lambda text: print(text, file=sys.stderr)).wait()
         report = run_layers(cell, measurement, host, timeout=timeout, meters=meters, python=python,
                             memory_limit=memory_limit,
                             on_event=progress_events(progress, len(cell.spec.layers) + 1))
@@ -108,6 +118,8 @@ def cmd_layers(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         meters.close()
+    if waited is not None:
+        report["cooldown"] = waited
     report["meters"] = {"domains": {d: info.to_dict() for d, info in meters.domains.items()},
                         "unavailable": meters.unavailable, "idle_power_w": dict(meters.idle_power or {}),
                         "idle_s": idle_s}

@@ -387,6 +387,23 @@ def _attach_meters(result: Result, meters: Any) -> None:
         gpus = (inventory.get("nvml") or {}).get("gpus") or []
         result.provenance["gpu"] = next((g for g in gpus if g.get("domain") == gpu), None)
         result.provenance["nvml"] = {k: v for k, v in (inventory.get("nvml") or {}).items() if k != "gpus"}
+    from cnnbench.meters.gpucheck import attach_gpu_checks
+
+    attach_gpu_checks(result, meters, gpu)
+
+
+def _attach_heat(result: Result, monitor: Any, meters: Any, waited: dict[str, Any] | None) -> None:
+    """The cell's heat and clocks per window (and throttle warnings), and the cooldown wait before it."""
+    from cnnbench.meters.conditions import attach_conditions
+
+    metered = meters is not None and bool(meters.domains)
+    attach_conditions(result, monitor, _gpu_domain(result, meters) if metered else None,
+                      meters.gpu_domains() if metered else [])
+    if result.windows:
+        monitor.forget_before(result.windows[-1]["end"])
+    if waited is not None:
+        result.timings["cooldown_s"] = waited["waited_s"]
+        result.provenance["cooldown"] = waited
 
 
 def run_grid(
@@ -401,19 +418,30 @@ def run_grid(
     on_event: EventHandler | None = None,
     on_start: Callable[[int, Cell], None] | None = None,
     memory_limit: int | None = None,
+    cooldown: Any = None,
+    say: Callable[[str], None] | None = None,
 ) -> Iterator[Result]:
     """Yield one Result per cell, in order; a failed cell never stops the grid.
 
     ``meters`` is a started MeterSession (or None): each finished cell's windows are integrated in
     every domain it samples. ``pythons`` maps a framework to the interpreter its workers run under
     (its own environment); the others run under this one. ``memory_limit`` (bytes) holds for each
-    cell's worker (see :func:`run_worker`)."""
+    cell's worker (see :func:`run_worker`). ``cooldown`` (a ``cnnbench.cooldown.CooldownSpec``) waits for
+    the GPU to cool before each cell that runs a worker; ``say`` tells the user things once (why it cannot)."""
+    from cnnbench.cooldown import Cooldown
+    from cnnbench.meters.conditions import ConditionsMonitor
+
     pythons = pythons or {}
+    metered = meters is not None and bool(meters.domains)
+    # heat and clocks through every window of the grid; its thread ends with the grid (or when it is dropped)
+    monitor = ConditionsMonitor(meters.gpu_conditions if metered else None).start()
+    waiter = Cooldown(cooldown, meters.gpu_temperatures if metered else None, say) if cooldown else None
     for index, cell in enumerate(cells):
         if on_start is not None:
             on_start(index, cell)
         python = pythons.get(cell.config.framework)
         result = preflight(cell, host, own_interpreter=python is not None)
+        waited = waiter.wait() if waiter is not None and result is None else None
         if result is not None:
             result.provenance = {"host": host_inventory()}
         else:
@@ -427,6 +455,8 @@ def run_grid(
             assess(result, probe.close(), measurement.stable, measurement.stable_max_time)
         if meters is not None and meters.domains and result.status == "ok":
             _attach_meters(result, meters)
+        _attach_heat(result, monitor, meters, waited)
         if not result.energy:
             result.energy_unavailable = energy_unavailable
         yield result
+    monitor.stop()

@@ -186,3 +186,168 @@ def test_loading_the_meters_imports_no_vendor_library():
         "assert 'pynvml' not in sys.modules and 'pyRAPL' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- power sources, the per-window cross-check, and what must not fool the meter ------------------------
+
+
+def test_the_instantaneous_power_field_is_preferred_to_the_averaged_power_usage(nvml, host):
+    # nvmlDeviceGetPowerUsage lags at 200 W (a one-second average); the field has the 300 W drawn now.
+    nvml(FakeGpu(**H200, watts=300.0, usage_watts=200.0))
+    with MeterSession.open(["nvml"], host) as session:
+        start, end, readings = measure(session)
+        inventory = session.inventory()["nvml"]["gpus"][0]
+    reading = readings["gpu0"]
+    assert reading.integrated_j == pytest.approx(300.0 * (end - start), rel=TOLERANCE)
+    assert reading.warnings == ()
+    assert inventory["power_source"] == "NVML_FI_DEV_POWER_INSTANT" and inventory["power_average_s"] == 0.0
+    assert session.domains["gpu0"].power_average_s == 0.0
+
+
+@pytest.mark.parametrize("gpu, averaged", [
+    (dict(H200, architecture=9), True),    # Hopper: a one-second average
+    (dict(A100, architecture=7), False),   # GA100: instantaneous, the documented exception
+    (dict(name="NVIDIA A10", uuid="GPU-a10", pci_bus_id="00000000:3B:00.0", architecture=7), True),
+    (dict(name="Tesla V100-SXM2-16GB", uuid="GPU-v100", pci_bus_id="00000000:3C:00.0", architecture=5), False),
+])
+def test_without_the_field_power_usage_is_used_and_said_to_be_averaged(nvml, host, gpu, averaged):
+    nvml(FakeGpu(**gpu, instant_power=False, energy_counter=False, watts=120.0))
+    with MeterSession.open(["nvml"], host) as session:
+        start, end, readings = measure(session, 0.25)
+    reading = readings["gpu0"]
+    assert reading.method == "integrated" and reading.joules == pytest.approx(120.0 * (end - start), rel=TOLERANCE)
+    assert session.domains["gpu0"].power_average_s == (1.0 if averaged else 0.0)
+    note = next(n for n in session.notes if "nvmlDeviceGetPowerUsage" in n)
+    flagged = [w for w in reading.warnings if "shorter than the power reading's averaging period" in w]
+    if averaged:
+        assert "averaged over 1 s" in note
+        assert flagged == ["window shorter than the power reading's averaging period (0.25 s < 1 s): its power "
+                           "integral cannot follow the window"]
+    else:
+        assert "instantaneous on this GPU" in note and not flagged
+
+
+def _result(windows, device="cuda:0"):
+    from cnnbench.results import Result
+
+    result = Result(framework="torch", network="alexnet", batch_size=8, device=device, precision="fp32",
+                    kernels="vendor", threads=None, status="ok")
+    result.windows = [{"start": a, "end": b, "iterations": 4} for a, b in windows]
+    return result
+
+
+def test_counter_and_integral_are_reported_side_by_side_for_every_window(nvml, host):
+    from cnnbench.energy import attach_energy
+    from cnnbench.meters.gpucheck import attach_gpu_checks
+
+    nvml(FakeGpu(**H200, watts=300.0, power_watts=330.0))
+    with MeterSession.open(["nvml"], host) as session:
+        first = measure(session, 0.2)[:2]
+        second = measure(session, 0.2, 0.0)[:2]
+        result = _result([first, second])
+        attach_energy(result, session, "gpu0")
+        attach_gpu_checks(result, session, "gpu0")
+    checks = result.energy["gpu0"]["windows"]
+    assert [c["window"] for c in checks] == [1, 2]
+    for (start, end), check in zip([first, second], checks):
+        assert check["counter_j"] == pytest.approx(300.0 * (end - start), rel=TOLERANCE)
+        assert check["integrated_j"] == pytest.approx(330.0 * (end - start), rel=TOLERANCE)
+        assert check["disagreement"] == pytest.approx(0.10, abs=0.02)
+    assert result.energy["gpu0"]["cross_check_tolerance"] == 0.05
+    assert any(w.startswith("gpu0: counter and power integration disagree by 10.0 %") for w in result.warnings)
+
+
+def test_a_counter_that_goes_backwards_is_an_error_for_that_window_never_a_figure(nvml, host):
+    gpu = FakeGpu(**H200, watts=250.0)
+    nvml(gpu)
+    with MeterSession.open(["nvml"], host, period=0.02) as session:
+        time.sleep(0.05)
+        start = time.monotonic()
+        time.sleep(0.1)
+        gpu.restart_counter()  # driver reload: the counter starts again from 0
+        time.sleep(0.1)
+        across = session.energy(start, time.monotonic())["gpu0"]
+        after_start, after_end, after = measure(session, 0.15, 0.05)
+    assert across.joules is None and "energy counter went backwards" in across.error
+    assert after["gpu0"].ok and after["gpu0"].joules == pytest.approx(250.0 * (after_end - after_start), rel=TOLERANCE)
+
+
+def test_a_gpu_lost_mid_run_makes_the_cell_an_error_with_the_reason(nvml, host):
+    from cnnbench.energy import attach_energy
+
+    gpu = FakeGpu(**H200)
+    nvml(gpu)
+    with MeterSession.open(["nvml"], host) as session:
+        first = measure(session, 0.1)[:2]
+        gpu.lose()
+        second = measure(session, 0.1, 0.0)[:2]
+        result = _result([first, second])
+        attach_energy(result, session, "gpu0")
+    assert result.status == "error"
+    assert "NVML_ERROR_GPU_IS_LOST" in result.reason and result.energy["gpu0"]["energy_per_image_j"] is None
+
+
+def test_mig_mode_keeps_the_whole_gpus_figure_and_says_so(nvml, host):
+    from cnnbench.energy import attach_energy
+    from cnnbench.meters.gpucheck import attach_gpu_checks
+
+    mig_uuid = "MIG-4f1e2d3c-0000-1111-2222-333344445555"
+    nvml(FakeGpu(**H200, mig_mode=(1, 1), mig_uuids=(mig_uuid,)))
+    with MeterSession.open(["nvml"], host) as session:
+        # a worker on a MIG instance reports the instance's UUID: it is the GPU's domain all the same
+        assert session.gpu_domain(uuid=mig_uuid) == "gpu0"
+        result = _result([measure(session, 0.1)[:2]])
+        result.provenance["gpu"] = session.inventory()["nvml"]["gpus"][0]
+        attach_energy(result, session, "gpu0")
+        attach_gpu_checks(result, session, "gpu0")
+    assert result.provenance["gpu"]["mig_mode"] == "enabled"
+    assert any("is in MIG mode" in n for n in session.notes)
+    assert result.energy["gpu0"]["energy_per_image_j"] > 0 and result.energy["gpu0"]["mig"] is True
+    assert ("gpu0: MIG mode: its energy counter and power are the whole GPU's, every MIG instance together: a "
+            "cell on one instance is charged for all of them (NVML cannot measure one instance)") in result.warnings
+
+
+def test_no_mig_no_mig_warning(nvml, host):
+    from cnnbench.energy import attach_energy
+    from cnnbench.meters.gpucheck import attach_gpu_checks
+
+    nvml(FakeGpu(**H200, mig_mode=(0, 0)))
+    with MeterSession.open(["nvml"], host) as session:
+        result = _result([measure(session, 0.1)[:2]])
+        result.provenance["gpu"] = session.inventory()["nvml"]["gpus"][0]
+        attach_energy(result, session, "gpu0")
+        attach_gpu_checks(result, session, "gpu0")
+    assert result.provenance["gpu"]["mig_mode"] == "disabled" and result.warnings == []
+
+
+@pytest.mark.parametrize("installed, expected", [
+    ({"pynvml": "11.5.0"}, "nvml: the deprecated 'pynvml' distribution 11.5.0 is installed instead of NVIDIA's "
+                           "nvidia-ml-py; fix: pip uninstall pynvml && pip install nvidia-ml-py"),
+    ({"pynvml": "11.5.0", "nvidia-ml-py": "12.560.30"},
+     "nvml: the deprecated 'pynvml' distribution 11.5.0 is installed beside nvidia-ml-py 12.560.30: the two write "
+     "the same files; fix: pip uninstall pynvml && pip install --force-reinstall nvidia-ml-py"),
+    ({"nvidia-ml-py": "12.560.30"}, None),
+])
+def test_the_deprecated_pynvml_distribution_is_named_with_the_fix(nvml, host, monkeypatch, installed, expected):
+    import cnnbench.meters.nvml as nvml_meter
+
+    monkeypatch.setattr(nvml_meter, "_installed_version", installed.get)
+    nvml(FakeGpu(**H200))
+    session = MeterSession.open(["nvml"], host)
+    session.close()
+    found = [n for n in session.notes if "pynvml" in n]
+    assert found == ([expected] if expected else [])
+    probe = {p["name"]: p for p in MeterSession.probe_all(host)}["nvml"]
+    assert probe["notes"] == found
+
+
+def test_a_deprecated_pynvml_that_does_not_import_is_named_not_called_missing(host, monkeypatch):
+    import cnnbench.meters.nvml as nvml_meter
+
+    monkeypatch.setattr(nvml_meter, "_installed_version", {"pynvml": "8.0.4"}.get)
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    session = MeterSession.open(["nvml"], host)
+    assert session.unavailable["nvml"] == (
+        "pynvml cannot be imported: the deprecated 'pynvml' distribution 8.0.4 is installed instead of NVIDIA's "
+        "nvidia-ml-py; fix: pip uninstall pynvml && pip install nvidia-ml-py"
+    )

@@ -9,12 +9,20 @@ counted, so a probe elsewhere in the process does not disturb it); ``close()`` s
 (``MeterSession.gpu_domain``), never by CUDA index, which the two can number differently.
 
 **Energy.** The total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ since the driver loaded,
-Volta and newer) comes first: method ``counter``. Power (``nvmlDeviceGetPowerUsage``, mW) is sampled too and
-integrated (trapezoids) as a cross-check, a disagreement over 5 % being a warning on the reading; where the
+Volta and newer) comes first: method ``counter``. Power is sampled too, from the instantaneous field
+``NVML_FI_DEV_POWER_INSTANT`` (``nvmlDeviceGetFieldValues``) where the driver has it, else from
+``nvmlDeviceGetPowerUsage``, which NVIDIA documents as "averaged over 1 sec interval" on Ampere (except GA100)
+and newer GPUs (NVML API reference, nvmlDeviceGetPowerUsage); its integral is reported beside the counter's
+figure for every window and cross-checked, a disagreement over 5 % being a warning on the reading. Where the
 counter is NOT_SUPPORTED the integral is the figure, method ``integrated``. Both values are refreshed by the
 driver, not per call: we assume every ~100 ms (measured 10-100 ms on recent GPUs), flag windows shorter than
-that, and sample at 50 ms so that every refresh is seen. On drivers where the power value is a 1 s running
-average (A100/H100 and later), the cross-check of a window shorter than a few seconds is only indicative.
+that and than a power average, and sample at 50 ms so that every refresh is seen.
+
+**Cannot be fooled.** A counter that goes backwards (driver reload, GPU reset) is an error for the windows
+across it, never a figure. MIG mode: NVML's counter and power are the whole GPU's, every instance together, so
+a cell on a MIG instance keeps that figure with a warning saying so (the instance's own share cannot be
+measured). The deprecated ``pynvml`` distribution, installed instead of or beside ``nvidia-ml-py``, is named
+with the fix.
 
 **A lost GPU** (``NVML_ERROR_GPU_IS_LOST``: fell off the bus, Xid 79) is not sampled again, and every window
 that overlaps the time since its last good sample gets a reading with an error, which the runner turns into
@@ -23,6 +31,7 @@ the cell's status.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -40,6 +49,59 @@ _LIBRARY_NOT_FOUND = 12
 _GPU_IS_LOST = 15
 # nvmlClockType_t
 _CLOCK_GRAPHICS, _CLOCK_SM, _CLOCK_MEM = 0, 1, 2
+_FUNCTION_NOT_FOUND = 13
+# nvml.h: the instantaneous power field, and the union member each value type is read from.
+FI_POWER_INSTANT = 186
+_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
+_TEMPERATURE_GPU = 0
+_ARCH_AMPERE = 7
+#: nvmlDeviceGetPowerUsage's averaging period where NVIDIA documents one (Ampere except GA100, and newer).
+POWER_AVERAGE_S = 1.0
+#: GA100 boards (A100, A30, A800) report instantaneous power through nvmlDeviceGetPowerUsage.
+_GA100 = re.compile(r"\bA(100|30|800)\b")
+#: Clocks-event (throttle) reasons of nvml.h, bit -> name; the heat and power ones are warned about.
+CLOCKS_EVENT_REASONS = {
+    0x1: "gpu idle", 0x2: "applications clocks setting", 0x4: "sw power cap", 0x8: "hw slowdown",
+    0x10: "sync boost", 0x20: "sw thermal slowdown", 0x40: "hw thermal slowdown",
+    0x80: "hw power brake slowdown", 0x100: "display clocks setting",
+}
+HEAT_OR_POWER_REASONS = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
+PYNVML_FIX = "pip uninstall pynvml && pip install nvidia-ml-py"
+
+
+def reason_names(bits: int) -> list[str]:
+    """``0x24`` -> ``["sw power cap", "sw thermal slowdown"]``; unknown bits by their value."""
+    names = [name for bit, name in CLOCKS_EVENT_REASONS.items() if bits & bit]
+    unknown = bits & ~sum(CLOCKS_EVENT_REASONS)
+    return names + ([f"0x{unknown:x}"] if unknown else [])
+
+
+def _installed_version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def deprecated_pynvml(module_file: str | None = None) -> str | None:
+    """Why the ``pynvml`` module may not be NVIDIA's, when the deprecated ``pynvml`` distribution is installed
+    (instead of ``nvidia-ml-py``, or beside it: the two write the same files); None when it is not.
+
+    Releases of ``pynvml`` before 12 ship their own, older copy of NVIDIA's bindings as a package, which wins
+    over ``nvidia-ml-py``'s ``pynvml.py``; later ones are a wrapper that needs ``nvidia-ml-py``."""
+    old = _installed_version("pynvml")
+    if old is None:
+        return None
+    nvidia = _installed_version("nvidia-ml-py")
+    shadowed = bool(module_file) and module_file.endswith(os.path.join("pynvml", "__init__.py"))
+    if nvidia is None:
+        return (f"the deprecated 'pynvml' distribution {old} is installed instead of NVIDIA's nvidia-ml-py; "
+                f"fix: {PYNVML_FIX}")
+    where = " (and its module is the one imported)" if shadowed else ""
+    return (f"the deprecated 'pynvml' distribution {old} is installed beside nvidia-ml-py {nvidia}{where}: the two "
+            f"write the same files; fix: pip uninstall pynvml && pip install --force-reinstall nvidia-ml-py")
 
 
 def _text(value: Any) -> str:
@@ -77,6 +139,8 @@ class NvmlMeter(Meter):
     def __init__(self, settings=None):
         super().__init__(settings)
         self._nvml: Any = None
+        #: domain -> "instant" (the NVML_FI_DEV_POWER_INSTANT field) or "usage" (nvmlDeviceGetPowerUsage)
+        self._power_source: dict[str, str] = {}
         self._initialised = False
         self._handles: dict[str, Any] = {}
         self._gpus: dict[str, dict[str, Any]] = {}
@@ -110,8 +174,14 @@ class NvmlMeter(Meter):
         try:
             import pynvml
         except ImportError:
+            why = deprecated_pynvml()
+            if why:
+                raise MeterError(f"pynvml cannot be imported: {why.split('; fix: ')[0]}", PYNVML_FIX) from None
             raise MeterError("nvidia-ml-py is not installed (its module is pynvml)", INSTALL_HINT) from None
         self._nvml = nvml = pynvml
+        why = deprecated_pynvml(getattr(pynvml, "__file__", None))
+        if why:
+            self.notes.append(f"nvml: {why}")
         try:
             nvml.nvmlInit()
         except nvml.NVMLError as exc:
@@ -155,7 +225,8 @@ class NvmlMeter(Meter):
                 self.unavailable[domain] = MeterError(f"NVML device {index} cannot be opened: {self._describe(exc)}")
                 continue
             counter = self._supported(nvml.nvmlDeviceGetTotalEnergyConsumption, handle)
-            power = self._supported(nvml.nvmlDeviceGetPowerUsage, handle)
+            instant = self._instant_power(handle) is not None
+            power = True if instant else self._supported(nvml.nvmlDeviceGetPowerUsage, handle)
             if isinstance(counter, MeterError) or isinstance(power, MeterError):
                 error = counter if isinstance(counter, MeterError) else power
                 self.unavailable[domain] = MeterError(f"NVML device {index} ({name}): {error.reason}", error.fix)
@@ -170,12 +241,71 @@ class NvmlMeter(Meter):
                     f"nvml: {domain} ({name}) has no total-energy counter (it needs Volta or newer): its energy "
                     "is integrated from power samples (method 'integrated')"
                 )
+            average_s = 0.0
+            if power and not instant:
+                average_s = self._power_average(handle, name)
+                self.notes.append(
+                    f"nvml: {domain} ({name}): the driver has no instantaneous power field, so power comes from "
+                    "nvmlDeviceGetPowerUsage, " + (f"averaged over {average_s:g} s on this GPU: its integral cannot "
+                                                  "follow windows shorter than that" if average_s else
+                                                  "instantaneous on this GPU")
+                )
+            mig = self._mig(handle)
             self._handles[domain] = handle
-            self._gpus[domain] = {"index": index, "name": name, "uuid": uuid, "pci_bus_id": bus_id}
+            self._power_source[domain] = "instant" if instant else "usage"
+            self._gpus[domain] = {"index": index, "name": name, "uuid": uuid, "pci_bus_id": bus_id,
+                                  "power_source": "NVML_FI_DEV_POWER_INSTANT" if instant else "nvmlDeviceGetPowerUsage",
+                                  "power_average_s": average_s, **mig}
+            if mig.get("mig_mode") == "enabled":
+                self.notes.append(f"nvml: {domain} ({name}) is in MIG mode: {MIG_WARNING}")
             self.domains[domain] = DomainInfo(
                 meter=self.name, kind="gpu", device=uuid, source=f"NVML device {index} ({name}, {bus_id})",
                 update_period_s=UPDATE_PERIOD_S, energy_counter=counter, power_samples=power,
+                power_average_s=average_s,
             )
+
+    def _instant_power(self, handle) -> float | None:
+        """Watts from the NVML_FI_DEV_POWER_INSTANT field; None where the driver or library lacks it.
+
+        The call itself succeeds on drivers without the field: the value's own ``nvmlReturn`` says so."""
+        nvml = self._nvml
+        get = getattr(nvml, "nvmlDeviceGetFieldValues", None)
+        if get is None:
+            return None
+        try:
+            value = get(handle, [getattr(nvml, "NVML_FI_DEV_POWER_INSTANT", FI_POWER_INSTANT)])[0]
+        except nvml.NVMLError as exc:
+            if self._is(exc, "NVML_ERROR_GPU_IS_LOST", _GPU_IS_LOST):
+                raise
+            return None
+        if value.nvmlReturn != getattr(nvml, "NVML_SUCCESS", 0):
+            return None
+        member = _VALUE_MEMBERS.get(int(value.valueType), "uiVal")
+        return float(getattr(value.value, member)) / 1e3  # mW
+
+    def _power_average(self, handle, name: str) -> float:
+        """nvmlDeviceGetPowerUsage's averaging period on this GPU (0: instantaneous), per NVIDIA's API reference.
+        Where the architecture cannot be read, the average is assumed, so short windows are flagged, not trusted."""
+        arch = self._optional(getattr(self._nvml, "nvmlDeviceGetArchitecture", lambda h: None), handle)
+        if arch is None:
+            return POWER_AVERAGE_S
+        if int(arch) >= getattr(self._nvml, "NVML_DEVICE_ARCH_AMPERE", _ARCH_AMPERE) and not _GA100.search(name):
+            return POWER_AVERAGE_S
+        return 0.0
+
+    def _mig(self, handle) -> dict[str, Any]:
+        """MIG mode and the UUIDs of its instances (a worker on an instance reports the instance's UUID)."""
+        nvml = self._nvml
+        mode = self._optional(getattr(nvml, "nvmlDeviceGetMigMode", lambda h: None), handle)
+        if not mode or not int(mode[0]):
+            return {"mig_mode": "disabled" if mode else None}
+        uuids = []
+        for i in range(self._optional(nvml.nvmlDeviceGetMaxMigDeviceCount, handle) or 0):
+            mig = self._optional(nvml.nvmlDeviceGetMigDeviceHandleByIndex, handle, i)
+            uuid = mig is not None and self._optional(nvml.nvmlDeviceGetUUID, mig)
+            if uuid:
+                uuids.append(_text(uuid))
+        return {"mig_mode": "enabled", "mig_uuids": uuids}
 
     def _supported(self, call, handle) -> bool | MeterError:
         """Whether a query works on this GPU: True, False (NOT_SUPPORTED), or why it failed otherwise."""
@@ -198,7 +328,12 @@ class NvmlMeter(Meter):
             info = self.domains[domain]
             try:
                 mj = nvml.nvmlDeviceGetTotalEnergyConsumption(handle) if info.energy_counter else None
-                mw = nvml.nvmlDeviceGetPowerUsage(handle) if info.power_samples else None
+                mw = None
+                if info.power_samples and self._power_source[domain] == "instant":
+                    watts = self._instant_power(handle)
+                    mw = None if watts is None else watts * 1e3
+                elif info.power_samples:
+                    mw = nvml.nvmlDeviceGetPowerUsage(handle)
             except nvml.NVMLError as exc:
                 if self._is(exc, "NVML_ERROR_GPU_IS_LOST", _GPU_IS_LOST):
                     self._lost.add(domain)
@@ -227,6 +362,42 @@ class NvmlMeter(Meter):
             out[domain] = Sample(energy_j=energy_j, power_w=power_w, error=error)
         return out
 
+    def conditions(self) -> dict[str, dict[str, Any]]:
+        """Heat and clocks of every live GPU now: temperature (°C), SM and memory clocks (MHz), the enforced
+        power limit (W) and the clocks-event (throttle) reason bits. A value the GPU does not report is None."""
+        nvml = self._nvml
+        if nvml is None or not self._initialised:
+            return {}
+        opt = self._optional
+        out = {}
+        for domain, handle in self._handles.items():
+            if domain in self._lost:
+                continue
+            out[domain] = {
+                "temperature_c": opt(nvml.nvmlDeviceGetTemperature, handle,
+                                     getattr(nvml, "NVML_TEMPERATURE_GPU", _TEMPERATURE_GPU)),
+                "sm_clock_mhz": opt(nvml.nvmlDeviceGetClockInfo, handle, _CLOCK_SM),
+                "mem_clock_mhz": opt(nvml.nvmlDeviceGetClockInfo, handle, _CLOCK_MEM),
+                "power_limit_w": _milli(opt(nvml.nvmlDeviceGetEnforcedPowerLimit, handle)),
+                "clocks_event_reasons": self._clocks_event_reasons(handle),
+            }
+        return out
+
+    def _clocks_event_reasons(self, handle) -> int | None:
+        """The reason bits, by the current name (drivers 535 and newer) or the older "throttle" one."""
+        nvml = self._nvml
+        for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
+            call = getattr(nvml, name, None)
+            if call is None:
+                continue
+            try:
+                return int(call(handle))
+            except nvml.NVMLError as exc:
+                if self._is(exc, "NVML_ERROR_FUNCTION_NOT_FOUND", _FUNCTION_NOT_FOUND):
+                    continue
+                return None
+        return None
+
     def close(self) -> None:
         if self._initialised:
             self._initialised = False
@@ -239,7 +410,8 @@ class NvmlMeter(Meter):
         if uuid:
             wanted = normalize_uuid(uuid)
             for domain, gpu in self._gpus.items():
-                if normalize_uuid(gpu["uuid"]) == wanted:
+                # a MIG instance's UUID belongs to its GPU, whose (whole) energy is what NVML measures
+                if wanted in {normalize_uuid(u) for u in [gpu["uuid"], *gpu.get("mig_uuids", ())]}:
                     return domain
         if pci_bus_id:
             wanted_pci = normalize_pci(pci_bus_id)
@@ -301,6 +473,11 @@ class NvmlMeter(Meter):
             "cuda_driver_version": f"{cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else None,
             "gpus": gpus,
         }
+
+
+#: What a cell on a GPU in MIG mode is told about its energy figure.
+MIG_WARNING = ("its energy counter and power are the whole GPU's, every MIG instance together: a cell on one "
+               "instance is charged for all of them (NVML cannot measure one instance)")
 
 
 def _maybe_text(value: Any) -> str | None:

@@ -296,6 +296,54 @@ class MeterSession:
         return results
 
 
+    # -- heat, clocks and the GPU's per-window cross-check ------------------------------------------
+
+    def gpu_conditions(self) -> dict[str, dict[str, Any]]:
+        """Heat and clocks of every metered GPU now (temperature, SM and memory clocks, enforced power limit,
+        clocks-event reason bits), from each meter that has a ``conditions()`` method; {} without one."""
+        out: dict[str, dict[str, Any]] = {}
+        for meter in self.meters.values():
+            read = getattr(meter, "conditions", None)
+            if not callable(read):
+                continue
+            try:
+                out.update({d: v for d, v in read().items() if d in self.domains})
+            except Exception:
+                if _strict():
+                    raise
+        return out
+
+    def gpu_temperatures(self) -> dict[str, float]:
+        """°C of every metered GPU that reports its temperature now."""
+        return {d: float(c["temperature_c"]) for d, c in self.gpu_conditions().items()
+                if c.get("temperature_c") is not None}
+
+    def gpu_domains(self) -> list[str]:
+        return [d for d, info in self.domains.items() if info.kind == "gpu"]
+
+    def window_checks(self, domain: str, windows: list[dict[str, float]]) -> list[dict[str, Any]]:
+        """Per timed window of ``domain``: the counter's joules and the power integral side by side, and how
+        far apart they are (the cross-check's tolerance is ``integrate.CROSS_CHECK_TOLERANCE``)."""
+        info = self.domains[domain]
+        out = []
+        for index, window in enumerate(windows, 1):
+            reading = self.energy(window["start"], window["end"]).get(domain)
+            if reading is None:
+                continue
+            counter = reading.joules if info.energy_counter and reading.ok else None
+            integrated = reading.integrated_j if reading.error is None else None
+            gap = abs(integrated - counter) / counter if counter and integrated is not None else None
+            out.append({"window": index, "seconds": reading.seconds, "counter_j": counter,
+                        "integrated_j": integrated, "disagreement": gap, "error": reading.error})
+        return out
+
+def _load_snapshot(idle_check: Any) -> tuple[Any, str | None]:
+    try:
+        return idle_check.snapshot(), None
+    except (OSError, ValueError, StopIteration) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 def _close_quietly(meter: Meter) -> None:
     try:
         meter.close()
