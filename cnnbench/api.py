@@ -150,6 +150,7 @@ def compare(frameworks: str | Iterable[str] | None = None, networks: str | Itera
             batch_size=None, device=None, precision="fp32", kernels=None, threads=None,
             option: Mapping[str, str] | None = None, python: Mapping[str, str] | None = None,
             warmup: int = 2, min_time: float = 1.0, repeats: int = 5, iterations: int | None = None,
+            stable: bool | float | None = None, stable_max_time: float | None = None,
             timeout: float = 1800, memory_limit: str | int | None = None, meters: str | Iterable[str] = "auto",
             idle: float = 5, resume: int | str | None = None, db: str | None = None, store: bool = True,
             progress: bool = False) -> Results:
@@ -159,7 +160,8 @@ def compare(frameworks: str | Iterable[str] | None = None, networks: str | Itera
     Results are stored (``db``: the store's path; ``store=False``: not at all) unless told otherwise."""
     settings = dict(frameworks=frameworks, networks=networks, batch_size=batch_size, device=device,
                     precision=precision, kernels=kernels, threads=threads, option=option, python=python,
-                    warmup=warmup, min_time=min_time, repeats=repeats, iterations=iterations, timeout=timeout,
+                    warmup=warmup, min_time=min_time, repeats=repeats, iterations=iterations, stable=stable,
+                    stable_max_time=stable_max_time, timeout=timeout,
                     memory_limit=memory_limit, meters=meters, idle=idle, resume=resume)
     return _execute("compare", _given(compare, settings), db, store, progress)
 
@@ -167,12 +169,14 @@ def compare(frameworks: str | Iterable[str] | None = None, networks: str | Itera
 def run(framework: str, network: str = "alexnet", *, batch_size=None, device=None, precision="fp32",
         kernels=None, threads=None, option: Mapping[str, str] | None = None, python: Mapping[str, str] | None = None,
         warmup: int = 2, min_time: float = 1.0, repeats: int = 5, iterations: int | None = None,
+        stable: bool | float | None = None, stable_max_time: float | None = None,
         timeout: float = 1800, memory_limit: str | int | None = None, meters: str | Iterable[str] = "auto",
         idle: float = 5, db: str | None = None, store: bool = True, progress: bool = False) -> Results:
     """``cnnbench run``: one cell. Returns a ``Results`` of one ``Result``."""
     settings = dict(framework=framework, network=network, batch_size=batch_size, device=device,
                     precision=precision, kernels=kernels, threads=threads, option=option, python=python,
-                    warmup=warmup, min_time=min_time, repeats=repeats, iterations=iterations, timeout=timeout,
+                    warmup=warmup, min_time=min_time, repeats=repeats, iterations=iterations, stable=stable,
+                    stable_max_time=stable_max_time, timeout=timeout,
                     memory_limit=memory_limit, meters=meters, idle=idle)
     return _execute("run", _given(run, settings), db, store, progress)
 

@@ -275,8 +275,8 @@ def changes_table(changes: list[Change], tablefmt: str = "simple") -> str:
         for d, why, up, down in ((change.time, change.time_reason, "slower", "faster"),
                                  (change.energy, change.energy_reason, "more", "less")):
             if d is not None:
-                judged = verdict(d, up, down, bool(change.noisy))
-                row += [format_delta(d), judged + ("".join(f" {note(r)}" for r in change.noisy) if change.noisy else "")]
+                judged = verdict(d, up, down, bool(change.noisy)) + "".join(f" {note(r)}" for r in change.noisy)
+                row += [format_delta(d), judged]
             else:
                 row += [f"- {note(why)}" if why else "-", ""]
         windows = change.time or change.energy
