@@ -25,7 +25,7 @@ _SINGLE = (("batch_size", "--batch-size"), ("device", "--device"), ("precision",
 
 
 def add_layers_parser(sub) -> None:
-    from cnnbench.cli import DEFAULT_NETWORK, _add_python, add_memory_limit
+    from cnnbench.cli import DEFAULT_NETWORK, _add_python, add_memory_limit, add_stable
 
     p = sub.add_parser("layers", help="time and energy by layer and by layer type (the paper's Fig. 5)",
                        description="Run every layer of the network alone, forward and backward, then the whole "
@@ -50,6 +50,7 @@ def add_layers_parser(sub) -> None:
     g.add_argument("--min-time", metavar="S", default="1.0", help="each timed window lasts at least S seconds (default 1)")
     g.add_argument("--repeats", metavar="R", default="5", help="timed windows (default 5)")
     g.add_argument("--iterations", metavar="N", help="fixed iterations per window instead of --min-time")
+    add_stable(g)
     g.add_argument("--timeout", metavar="S", default="1800",
                    help="seconds for the whole layer run before its worker is stopped (default 1800)")
     add_memory_limit(g, "the layer run's worker")

@@ -210,3 +210,15 @@ def test_stable_through_the_cli(cli, fake_site):
     assert stable["windows"] == len(result["windows"]) >= 6
     assert stable["stopped"] in ("target", "time cap")
     assert document["measurement"]["stable"] == 0.5
+
+
+def test_stable_in_layers_holds_for_every_layer_and_the_whole_step(cli):
+    proc = cli("layers", "--framework", "caffe", "--network", "lenet", "--meters", "none", "--idle", "0", "--json",
+               "--warmup", "1", "--min-time", "0.01", "--repeats", "2", "--stable", "50", "--stable-max-time", "20",
+               timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["measurement"]["stable"] == 0.5
+    timed = [layer[d] for layer in report["layers"] for d in ("forward", "backward") if "windows" in layer[d]]
+    assert timed and all(len(entry["windows"]) >= 6 for entry in timed)
+    assert len(report["network_step"]["windows"]) >= 6
