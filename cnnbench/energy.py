@@ -6,6 +6,7 @@ contains everything, so the total is package + DRAM + the GPU the cell ran on.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cnnbench.results import Result
@@ -36,16 +37,22 @@ def attach_energy(result: Result, session: Any, gpu_domain: str | None) -> None:
         for domain, reading in session.energy(window["start"], window["end"]).items():
             readings.setdefault(domain, []).append(reading)
     idle = getattr(session, "idle_power", {}) or {}
+    baseline = getattr(session, "idle_baseline", None) or {}
+    if baseline and not baseline.get("trusted"):
+        result.warn(f"idle baseline not used, so no above-idle energy: {baseline.get('reason')}")
     entries: dict[str, dict[str, Any]] = {}
     for domain, parts in readings.items():
         info = session.domains[domain]
         if info.kind == "gpu" and domain != gpu_domain:
             continue
+        _warn_windows(result, domain, parts)
         errors = [r.error for r in parts if r.error]
         if errors or any(r.joules is None for r in parts):
             entries[domain] = {"kind": info.kind, "meter": info.meter, "power_w": None, "energy_per_image_j": None,
                                "method": None, "error": errors[0] if errors else "no reading"}
             continue
+        if baseline.get("trusted"):
+            _warn_idle(result, domain, (baseline.get("domains") or {}).get(domain) or {}, baseline)
         joules = sum(r.joules for r in parts)
         seconds = sum(r.seconds for r in parts)
         entry: dict[str, Any] = {
@@ -65,10 +72,16 @@ def attach_energy(result: Result, session: Any, gpu_domain: str | None) -> None:
         entries[domain] = entry
     result.energy = entries
     result.energy_total = _totals(entries)
+    missing = [f"{d}: {e['error']}" for d, e in sorted(entries.items())
+               if e["kind"] in TOTAL_KINDS and e.get("error") and d != gpu_domain]
     if result.energy_total and result.device.startswith("cuda") and (
             gpu_domain is None or not (entries.get(gpu_domain) or {}).get("method")):
         # The GPU drew most of a GPU cell's energy: a total without it must say so, never pass for whole.
-        result.energy_total["missing"] = _gpu_missing(session, gpu_domain, entries)
+        missing.insert(0, _gpu_missing(session, gpu_domain, entries))
+    if result.energy_total and missing:
+        # A package or DRAM figure thrown out (a counter restart, a failed read) leaves a total that is
+        # smaller than what was drawn: it says what it lacks.
+        result.energy_total["missing"] = "; ".join(missing)
     if result.energy_total:
         # The same total per window, so a comparison against a baseline can give energy an uncertainty
         # the way the windows give time one.
@@ -81,6 +94,42 @@ def attach_energy(result: Result, session: Any, gpu_domain: str | None) -> None:
     lost = [f"{d}: {e['error']}" for d, e in entries.items() if e.get("error") and "lost" in e["error"].lower()]
     if lost:
         result.status, result.reason = "error", f"energy reading invalid: {lost[0]}"
+
+
+def _windows_text(indexes: list[int], count: int) -> str:
+    if len(indexes) == count and count > 1:
+        return f"all {count} windows"
+    return f"window{'s' if len(indexes) > 1 else ''} {', '.join(str(i) for i in indexes)} of {count}"
+
+
+def _warn_windows(result: Result, domain: str, parts: list[Any]) -> None:
+    """Every error and warning of this domain's readings, once per kind of message, on the result: the table,
+    the reports and the figures show ``result.warnings`` with the number they qualify."""
+    groups: dict[tuple[str, str], tuple[str, list[int]]] = {}
+    for index, reading in enumerate(parts, start=1):
+        messages = ([("error", reading.error)] if reading.error else []) + [("warning", w) for w in reading.warnings]
+        for severity, text in messages:
+            # Messages differing only in their figures (a window's length in ms) are one kind: the first
+            # one's figures are shown, with every window it concerns.
+            key = (severity, re.sub(r"\d[\d.,]*", "#", text))
+            groups.setdefault(key, (text, []))[1].append(index)
+    for (severity, _), (text, indexes) in groups.items():
+        where = _windows_text(indexes, len(parts))
+        if severity == "error":
+            result.warn(f"{domain}: no figure: {text} ({where})")
+        else:
+            result.warn(f"{domain}: {text} ({where})")
+
+
+def _warn_idle(result: Result, domain: str, entry: dict[str, Any], baseline: dict[str, Any]) -> None:
+    from cnnbench.meters.idle import IDLE_CV_WARN
+
+    if entry.get("error") or entry.get("power_w") is None:
+        result.warn(f"{domain}: no above-idle figure: its idle baseline could not be read "
+                    f"({entry.get('error') or 'no reading'})")
+    elif entry.get("cv") is not None and entry["cv"] > IDLE_CV_WARN:
+        result.warn(f"{domain}: the idle baseline varied by {entry['cv'] * 100:.0f} % (CV) across its "
+                    f"{baseline.get('windows')} windows: the above-idle figure is uncertain")
 
 
 def _gpu_missing(session: Any, gpu_domain: str | None, entries: dict[str, dict[str, Any]]) -> str:

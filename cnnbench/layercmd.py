@@ -123,6 +123,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
         report["cooldown"] = waited
     report["meters"] = {"domains": {d: info.to_dict() for d, info in meters.domains.items()},
                         "unavailable": meters.unavailable, "idle_power_w": dict(meters.idle_power or {}),
+                        "idle_baseline": getattr(meters, "idle_baseline", None),
                         "idle_s": idle_s}
     if args.json:
         print(json.dumps(report, indent=2, default=str))

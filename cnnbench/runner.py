@@ -381,7 +381,8 @@ def _attach_meters(result: Result, meters: Any) -> None:
     gpu = _gpu_domain(result, meters)
     attach_energy(result, meters, gpu)
     inventory = meters.inventory()
-    result.provenance["meters"] = {"periods_s": meters.periods(), "idle_power_w": dict(meters.idle_power or {})}
+    result.provenance["meters"] = {"periods_s": meters.periods(), "idle_power_w": dict(meters.idle_power or {}),
+                                   "idle_baseline": getattr(meters, "idle_baseline", None)}
     if gpu is not None:
         # ECC, clocks, power limit and driver of the GPU the cell ran on, as NVML reports them.
         gpus = (inventory.get("nvml") or {}).get("gpus") or []

@@ -226,12 +226,16 @@ def test_registered_rejects_a_plugin_that_does_not_load(broken):
 def test_the_fake_meter_gives_known_joules_to_a_real_run(tmp_path, cli):
     spec_file = tmp_path / "tiny.toml"
     spec_file.write_text(TINY_NETWORK)
-    with registered(cnnbench.testing):
+    from cnnbench.testing.proc import FakeProc
+
+    # a quiet machine (a fake /proc) so that the idle baseline is trusted whatever else this one runs
+    with registered(cnnbench.testing), FakeProc(cpus=4, busy_cpus=0.05, load1=0.1) as quiet:
         listing = json.loads(cli("list", "--json").stdout)
         assert "fake" in [m["name"] for m in listing["meters"]]
         proc = cli("compare", "--frameworks", "caffe", "--kernels", "native", "--network", str(spec_file),
                    "--batch-size", "2", "--meters", "fake", "--idle", "0.2", "--json",
-                   "--warmup", "1", "--min-time", "0.2", "--repeats", "2")
+                   "--warmup", "1", "--min-time", "0.2", "--repeats", "2",
+                   env={"CNNBENCH_PROC_ROOT": str(quiet.root)})
     assert proc.returncode == 0, proc.stderr
     (result,) = json.loads(proc.stdout)["results"]
     assert result["status"] == "ok", result["reason"]

@@ -12,8 +12,18 @@ from cnnbench.meters import MeterSession
 from cnnbench.plugins import PluginHost
 from cnnbench.results import Result
 from cnnbench.testing import CounterDriver, PowercapTree
+from cnnbench.testing.proc import FakeProc
 
 FAKE_HOST = ("cnnbench.meters.builtin", "cnnbench.testing")
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    """A machine quiet enough for an idle baseline to be trusted, whatever this one is doing (the check
+    itself is tested in test_meters_trust.py); the environment reaches the CLI's subprocesses too."""
+    with FakeProc(cpus=4, busy_cpus=0.05, load1=0.1) as proc:
+        monkeypatch.setenv("CNNBENCH_PROC_ROOT", str(proc.root))
+        yield proc
 
 
 def ok_result(windows, batch=8, device="cuda") -> Result:
@@ -29,7 +39,7 @@ def timed_windows(n=2, seconds=0.25, iterations=10):
     return windows
 
 
-def test_gpu_run_totals_idle_and_cpu_share():
+def test_gpu_run_totals_idle_and_cpu_share(quiet):
     host = PluginHost(default_plugins=FAKE_HOST, entry_points=False)
     domains = {"cpu_package0": ("cpu_package", 40.0), "cpu_core0": ("core", 25.0), "dram0": ("dram", 6.0),
                "gpu0": ("gpu", 200.0), "gpu1": ("gpu", 50.0)}
@@ -91,7 +101,7 @@ def test_end_to_end_rapl_tree_at_40_w_package_and_6_w_dram(cli):
     assert doc["meters"]["domains"]["cpu_package0"]["kind"] == "cpu_package"
 
 
-def test_table_with_energy_and_idle(cli):
+def test_table_with_energy_and_idle(cli, quiet):
     with PowercapTree.intel(watts={"package": 40.0, "dram": 6.0}) as tree, CounterDriver(tree):
         proc = cli("run", "--framework", "torch", "--network", "lenet", "--device", "cpu", "--meters", "rapl",
                    "--idle", "0.3", "--batch-size", "8", "--min-time", "0.2", "--repeats", "2",

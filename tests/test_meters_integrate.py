@@ -21,6 +21,7 @@ from cnnbench.meters.integrate import (
 from cnnbench.meters.sampler import DomainSeries
 from cnnbench.plugins import PluginHost
 from cnnbench.testing import FakeMeter
+from cnnbench.testing.proc import FakeProc
 
 COUNTER = DomainInfo("t", "cpu_package", "package-0", energy_counter=True, power_samples=False)
 BOTH = DomainInfo("t", "gpu", "GPU-x", update_period_s=0.1, energy_counter=True, power_samples=True)
@@ -207,16 +208,19 @@ def test_windows_can_be_read_after_stop_and_stop_is_idempotent(host):
         session.start()
 
 
-def test_idle_returns_average_watts(host):
+def test_idle_returns_average_watts(host, monkeypatch):
     session = MeterSession.open(["fake"], host, settings={"fake": {"domains": {"gpu0": ("gpu", 61.5)}}})
     try:
         assert session.idle(0) == {}
-        idle = session.idle(0.15)
+        with FakeProc(cpus=4, busy_cpus=0.05, load1=0.1) as proc:  # a quiet machine, whatever this one does
+            monkeypatch.setenv("CNNBENCH_PROC_ROOT", str(proc.root))
+            idle = session.idle(0.15)
         assert session.running
     finally:
         session.close()
     assert idle == {"gpu0": pytest.approx(61.5, rel=1e-3)}
     assert session.idle_power == idle and session.idle_readings["gpu0"].ok
+    assert session.idle_baseline["trusted"] and session.idle_baseline["reason"] is None
 
 
 def test_unknown_meter_is_a_usage_error_naming_the_valid_choices(host):

@@ -71,9 +71,13 @@ class MeterSession:
         self.unavailable: dict[str, str] = {}
         #: Remarks that are not failures (a forced sampling period, a caveat of the hardware).
         self.notes: list[str] = []
-        #: Idle power per domain from the last ``idle()`` (W), and the readings it came from.
+        #: Idle power per domain from the last ``idle()`` (W), only when the baseline is trusted (the machine
+        #: was idle), and the readings it came from.
         self.idle_power: dict[str, float] = {}
         self.idle_readings: dict[str, Reading] = {}
+        #: The last ``idle()`` baseline as a record: its sub-windows' spread per domain, the machine's load
+        #: during it, and whether it is trusted (and why not). None before any baseline.
+        self.idle_baseline: dict[str, Any] | None = None
         self._samplers: dict[str, MeterSampler] = {}
         self._closed = False
 
@@ -207,7 +211,7 @@ class MeterSession:
             with sampler.cond:
                 for domain, series in sampler.series.items():
                     readings[domain] = window_reading(
-                        series.info, series.times, series.energy, series.power, series.events,
+                        series.info, series.times, series.energy, series.power, series.all_events(),
                         start, end, sampler.period,
                     )
         return readings
@@ -215,17 +219,45 @@ class MeterSession:
     def idle(self, seconds: float) -> dict[str, float]:
         """Measure idle power over ``seconds`` (blocking, sampling started if need be): {domain: W}.
 
-        Domains whose idle window cannot be read are left out (their readings are in ``idle_readings``).
+        The baseline is cut into ``IDLE_WINDOWS`` equal sub-windows, whose spread (CV) per domain is kept in
+        ``idle_baseline``, and the machine's load over it is checked (``cnnbench.meters.idle``). Only a
+        trusted baseline fills ``idle_power``: one taken while other processes kept the CPUs busy returns
+        {} and says why in ``idle_baseline["reason"]``. Domains whose idle window cannot be read are left
+        out (their readings are in ``idle_readings``).
         """
+        from cnnbench.meters import idle as idle_check
+
         if seconds <= 0 or not self._samplers:
             return {}
         if not self.running:
             self.start()
+        before, error = _load_snapshot(idle_check)
         start = time.monotonic()
         time.sleep(seconds)
         end = time.monotonic()
+        after, error = _load_snapshot(idle_check) if before is not None else (None, error)
+        load = idle_check.load_between(before, after) if before is not None and after is not None else None
+        reason = idle_check.judge(load) if load is not None else (
+            f"the machine's load cannot be read ({error}), so whether it was idle cannot be checked")
         self.idle_readings = self.energy(start, end)
-        self.idle_power = {d: r.power_w for d, r in self.idle_readings.items() if r.ok and r.power_w is not None}
+        n = idle_check.IDLE_WINDOWS
+        edges = [start + (end - start) * i / n for i in range(n + 1)]
+        parts = [self.energy(a, b) for a, b in zip(edges, edges[1:])]
+        domains: dict[str, dict[str, Any]] = {}
+        for domain, reading in self.idle_readings.items():
+            watts = [p[domain].power_w for p in parts]
+            entry: dict[str, Any] = {"power_w": reading.power_w, "error": reading.error, "cv": None,
+                                     "windows_w": [w for w in watts if w is not None]}
+            if reading.ok and all(w is not None for w in watts) and sum(watts) > 0:
+                mean = sum(watts) / n
+                entry["cv"] = (sum((w - mean) ** 2 for w in watts) / (n - 1)) ** 0.5 / mean
+            domains[domain] = entry
+        self.idle_baseline = {"seconds": end - start, "windows": n, "trusted": reason is None, "reason": reason,
+                              "load": load, "domains": domains}
+        measured = {d: r.power_w for d, r in self.idle_readings.items() if r.ok and r.power_w is not None}
+        # An untrusted baseline is kept as a record only: subtracting another process's power would make
+        # every cell's above-idle energy too small.
+        self.idle_power = measured if reason is None else {}
         return dict(self.idle_power)
 
     def gpu_domain(self, uuid: str | None = None, pci_bus_id: str | None = None) -> str | None:

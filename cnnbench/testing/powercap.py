@@ -252,10 +252,9 @@ class PowercapTree:
             time.sleep(0.01)
 
     def reappear(self, key: str) -> None:
-        """Bring back a vanished zone's ``energy_uj`` (the driver's next write recreates it)."""
-        zone = self.zone(key)
-        zone.vanished = False
-        self.write_energy(key, zone.energy_uj)
+        """Let a :class:`CounterDriver` write a vanished zone's ``energy_uj`` again, from its next tick, at the
+        value the power since it started implies (as a counter that kept counting while unreadable)."""
+        self.zone(key).vanished = False
 
 
 def masked(base: str | os.PathLike, zone_ids: tuple[str, ...] = ("intel-rapl:0", "intel-rapl:0:0")) -> Path:
