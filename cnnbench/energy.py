@@ -72,7 +72,8 @@ def attach_energy(result: Result, session: Any, gpu_domain: str | None) -> None:
         entries[domain] = entry
     result.energy = entries
     result.energy_total = _totals(entries)
-    missing = [f"{d}: {e['error']}" for d, e in sorted(entries.items())
+    # The domain's own error (and the cell's warnings) has the whole reason; its first clause names it here.
+    missing = [f"{d} ({e['error'].split(':')[0]})" for d, e in sorted(entries.items())
                if e["kind"] in TOTAL_KINDS and e.get("error") and d != gpu_domain]
     if result.energy_total and result.device.startswith("cuda") and (
             gpu_domain is None or not (entries.get(gpu_domain) or {}).get("method")):
