@@ -183,7 +183,8 @@ def test_stable_stops_at_its_time_cap_and_says_so():
     windows = measure(lambda: time.sleep(rng.choice((0.001, 0.004))), lambda: None, warmup=0, min_time=0.0,
                       repeats=3, iterations=1, emit=lambda *a, **k: None, stable=0.0001, stable_max_time=0.4)
     span = windows[-1]["end"] - windows[0]["start"]
-    assert 0.3 < span <= 0.4 + 0.01 and len(windows) > 6  # 0.01: a sleep may overshoot the longest window so far
+    # the cap is overrun only by a window longer than every one before it: a sleep of a busy machine may be
+    assert 0.3 < span <= 0.5 and len(windows) > 6
     result = ok_result(windows)
     quality.assess(result, None, 0.0001, 0.4)
     stable = result.quality["stable"]
