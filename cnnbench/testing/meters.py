@@ -26,7 +26,9 @@ class FakeMeter(Meter):
     For plugin authors: with it, a test can check what a run reports about energy without hardware —
     every ok cell's ``energy[domain]["power_w"]`` is the domain's watts, its ``energy_per_image_j`` the
     watts times the timed windows' seconds over their images, and ``dynamic_energy_per_image_j`` (above
-    the idle power) about 0, since the power never changes::
+    the idle power) about 0, since the power never changes — where the idle baseline is trusted, i.e. the
+    machine was quiet during it (a busy test machine can be made to look quiet with
+    :class:`cnnbench.testing.proc.FakeProc` and ``$CNNBENCH_PROC_ROOT``)::
 
         from cnnbench.meters import MeterSession
         from cnnbench.plugins import PluginHost
