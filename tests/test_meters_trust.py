@@ -53,6 +53,14 @@ def quiet(monkeypatch):
         yield proc
 
 
+def assert_truth(joules, driver: CounterDriver, domain: str, start: float, end: float) -> None:
+    truth = driver.joules(domain, start, end)
+    if joules != pytest.approx(truth, rel=TOLERANCE) and driver.longest_pause(start, end) > 0.05:
+        # the simulated counter is a thread's writes: on a stalled machine it falls behind the truth
+        pytest.skip("the machine stalled: the simulated counter fell behind")
+    assert joules == pytest.approx(truth, rel=TOLERANCE), domain
+
+
 def cpu_result(windows) -> Result:
     return Result("caffe", "lenet", 8, "cpu", "fp32", "vendor", None, "ok", windows=windows)
 
@@ -84,8 +92,8 @@ def test_a_counter_restart_is_an_error_for_its_window_never_a_wrap(tree, host):
     assert f"above this zone's plausible {DEFAULT_POWER_BOUND_W:g} W" in across["cpu_package0"].error
     # the windows on either side, and DRAM throughout, are the truth
     for readings, (s, e) in ((before, edges[0]), (after, edges[2])):
-        assert readings["cpu_package0"].joules == pytest.approx(driver.joules("cpu_package0", s, e), rel=TOLERANCE)
-    assert across["dram0"].power_w == pytest.approx(6.0, rel=TOLERANCE)
+        assert_truth(readings["cpu_package0"].joules, driver, "cpu_package0", s, e)
+    assert_truth(across["dram0"].joules, driver, "dram0", *edges[1])
     # the cell: the package has no figure, the total says it lacks it, and the warning names the window
     attach_energy(result, session, None)
     assert result.energy["cpu_package0"]["power_w"] is None
@@ -150,7 +158,8 @@ def test_a_read_that_fails_mid_run_is_an_error_for_the_windows_it_touches(tree, 
     assert across.joules is None and "could not read" in across.error
     later = back + 0.1, back + 0.35
     reading = session.energy(*later)["dram0"]
-    assert reading.ok and reading.joules == pytest.approx(driver.joules("dram0", *later), rel=TOLERANCE)
+    assert reading.ok
+    assert_truth(reading.joules, driver, "dram0", *later)
     # the package, read all along, is untouched
     assert session.energy(gone - 0.1, back + 0.02)["cpu_package0"].ok
 
@@ -190,13 +199,12 @@ def test_packages_go_by_their_name_files_not_their_folder_numbers(tree, host):
         time.sleep(0.3)
         end = time.monotonic()
         readings = session.energy(start, end)
-    for domain, watts in (("cpu_package0", 30.0), ("cpu_package1", 55.0), ("dram0", 4.0), ("dram1", 9.0),
-                          ("psys0", 90.0)):
-        if driver.longest_pause(start, end) < 0.05:
-            assert readings[domain].power_w == pytest.approx(watts, rel=TOLERANCE), domain
     result = cpu_result(windows_of([(start, end)]))
     attach_energy(result, session, None)
     assert result.energy_total["domains"] == ["cpu_package0", "cpu_package1", "dram0", "dram1"]  # never psys
+    # each domain reads its own zone's watts (30, 55, 4, 9, 90), whatever the folder order
+    for domain in ("cpu_package0", "cpu_package1", "dram0", "dram1", "psys0"):
+        assert_truth(readings[domain].joules, driver, domain, start, end)
 
 
 # -- 4. a masked tree ---------------------------------------------------------------------------------------
