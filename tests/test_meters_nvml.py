@@ -221,8 +221,10 @@ def test_without_the_field_power_usage_is_used_and_said_to_be_averaged(nvml, hos
     flagged = [w for w in reading.warnings if "shorter than the power reading's averaging period" in w]
     if averaged:
         assert "averaged over 1 s" in note
-        assert flagged == ["window shorter than the power reading's averaging period (0.25 s < 1 s): its power "
-                           "integral cannot follow the window"]
+        # the window's length is measured (a loaded machine stretches it): match the text around it
+        assert len(flagged) == 1 and flagged[0].startswith("window shorter than the power reading's averaging "
+                                                           "period (0.2") and flagged[0].endswith(
+            " s < 1 s): its power integral cannot follow the window"), flagged
     else:
         assert "instantaneous on this GPU" in note and not flagged
 
