@@ -4,7 +4,6 @@ known watts, NOT_SUPPORTED, a lost GPU, UUID and PCI lookups, NVML kept initiali
 from __future__ import annotations
 
 import re
-
 import subprocess
 import sys
 import time
