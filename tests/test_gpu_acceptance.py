@@ -229,6 +229,39 @@ def test_a_step_that_would_change_a_setting_stops_the_script_before_anything_run
         assert not (tmp_path / "out").exists()
 
 
+# -- time: a hung step is cut, the budget holds, and every step still runs ------------------------------------
+
+def test_a_hung_step_is_cut_and_the_steps_after_it_keep_their_time(tmp_path):
+    """The real steps, swapped for a failing one, two that hang and two after them, in a 20 s budget."""
+    copy = tmp_path / "bench" / "gpu" / "acceptance.sh"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "bench" / "gpu" / "summary.py", copy.parent)
+    text = SCRIPT.read_text()
+    start, end = text.index("steps() {\n"), text.index("\n}\n", text.index("steps() {\n"))
+    synthetic = """steps() {
+    step fails 1 30 -- false
+    step hangs-past-its-timeout 1 6 -- sleep 100
+    step hangs-past-the-budget 2 100 -- sleep 100
+    step after 2 30 -- true
+    step summary 1 60 -- "$PYTHON" bench/gpu/summary.py "$O"
+"""
+    assert "readonly BUDGET_S=540\n" in text
+    copy.write_text((text[:start] + synthetic + text[end + 1:]).replace("readonly BUDGET_S=540\n", "readonly BUDGET_S=20\n"))
+    out = tmp_path / "out"
+    proc = run_script("--rehearse", "--out", str(out), script=copy, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    steps = {folder.name.split("-", 1)[1]: folder for folder in sorted((out / "steps").iterdir())}
+    assert list(steps) == ["fails", "hangs-past-its-timeout", "hangs-past-the-budget", "after", "summary"]
+    code = {name: int((folder / "exit_code").read_text()) for name, folder in steps.items()}
+    assert code["fails"] == 1 and code["after"] == 0 and code["summary"] == 0
+    assert code["hangs-past-its-timeout"] == code["hangs-past-the-budget"] == 124
+    assert int((steps["hangs-past-its-timeout"] / "timeout_s").read_text()) == 6
+    # cut to what the budget leaves once the later steps' estimates (2 + 1 s) are kept
+    assert int((steps["hangs-past-the-budget"] / "timeout_s").read_text()) <= 20 - 6 - 3
+    summary = (out / "summary.md").read_text()
+    assert "| hangs-past-the-budget | timed out after" in summary and "### fails: exit 1" in summary
+
+
 # -- every command line is valid: the rehearsal runs them all on the CPU -------------------------------------
 
 def test_the_rehearsal_runs_every_command_on_the_cpu(tmp_path):
