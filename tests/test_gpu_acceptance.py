@@ -18,8 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "gpu" / "acceptance.sh"
 BUDGET_S = 540
-STEPS = ["gpu-info", "gpu-query", "ecc", "list", "idle", "fig2", "fig3", "verify", "layers", "nvml-window",
-         "dvfs-plan", "report-fig2", "report-fig3", "csv-fig2", "csv-fig3", "report-nvml-window", "summary"]
+STEPS = ["gpu-info", "gpu-query", "ecc", "list", "idle", "fig2", "fig3", "fig3-jax", "verify", "layers",
+         "nvml-window", "dvfs-plan", "report-fig2", "report-fig3", "report-fig3-jax", "csv-fig2", "csv-fig3",
+         "csv-fig3-jax", "report-nvml-window", "summary"]
 #: nvidia-smi options that set something (nvidia-smi -h, "DEVICE MODIFICATION OPTIONS" and the sub-commands).
 NVSMI_SETTERS = {"-pm", "--persistence-mode", "-e", "--ecc-config", "-p", "--reset-ecc-errors", "-c",
                  "--compute-mode", "-r", "--gpu-reset", "-vm", "--virt-mode", "-ac", "--applications-clocks",
@@ -71,8 +72,9 @@ def test_plan_lists_every_step_and_a_total_within_the_budget(tmp_path):
     assert all(limit >= estimate for _, estimate, limit, _ in rows)
     commands = {name: command for name, _, _, command in rows}
     assert "compare --frameworks torch,caffe --kernels vendor,native" in commands["fig2"]
-    assert "--precision fp32,fp16,bf16,tf32" in commands["fig3"]
-    for name in ("fig2", "fig3", "layers", "nvml-window"):
+    assert "compare --frameworks torch,caffe --precision fp32,fp16,bf16,tf32" in commands["fig3"]
+    assert "compare --frameworks jax --precision fp32,fp16,bf16,tf32" in commands["fig3-jax"]
+    for name in ("fig2", "fig3", "fig3-jax", "layers", "nvml-window"):
         assert "--network alexnet" in commands[name] or "--networks alexnet" in commands[name]
         assert "--batch-size 128" in commands[name] and "--device cuda" in commands[name]
     assert "verify --frameworks caffe,torch" in commands["verify"] and "--device cuda" in commands["verify"]
@@ -284,13 +286,17 @@ def test_the_rehearsal_runs_every_command_on_the_cpu(tmp_path):
         assert float((folder / "wall_s").read_text()) >= 0
         assert (folder / "command").read_text().split()[1:3] in (["-m", "cnnbench"], ["bench/gpu/summary.py", "\"$OUT\""])
     assert proc.returncode in (0, 1)  # 1: dvfs cannot plan without NVML here
-    for name in ("idle", "fig2", "fig3", "nvml-window"):
+    for name in ("idle", "fig2", "fig3", "fig3-jax", "nvml-window"):
         results = json.loads((steps[name] / "stdout").read_text())["results"]
         assert results and all(r["device"] == "cpu" and r["network"] == "lenet" for r in results)
     fig3 = json.loads((steps["fig3"] / "stdout").read_text())["results"]
     assert {(r["framework"], r["precision"]) for r in fig3} >= {("torch", p) for p in ("fp32", "fp16", "bf16", "tf32")}
-    for path in ("figures/fig2.png", "figures/fig3.png", "figures/layers-torch-lenet.png", "reports/fig2.md",
-                 "reports/fig3.md", "reports/fig2.csv", "reports/fig3.csv", "reports/nvml-window.md",
+    # the example plugin is registered without an install: its cells are jax's, whatever their status here
+    fig3_jax = json.loads((steps["fig3-jax"] / "stdout").read_text())["results"]
+    assert {r["framework"] for r in fig3_jax} == {"jax"} and len(fig3_jax) == 4
+    for path in ("figures/fig2.png", "figures/fig3.png", "figures/fig3-jax.png", "figures/layers-torch-lenet.png",
+                 "reports/fig2.md", "reports/fig3.md", "reports/fig3-jax.md", "reports/fig2.csv", "reports/fig3.csv",
+                 "reports/fig3-jax.csv", "reports/nvml-window.md",
                  "db/fig2.sqlite", "steps.tsv", "run.txt"):
         assert (out / path).is_file(), path
     summary = (out / "summary.md").read_text()

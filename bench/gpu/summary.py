@@ -169,7 +169,7 @@ def idle_section(step: Step | None) -> str:
 
 def gpu_provenance(steps: dict[str, Step]) -> str:
     """The GPU's record from the first GPU cell that has one (ECC mode, clocks, power limits, driver)."""
-    for name in ("fig2", "fig3", "nvml-window", "idle"):
+    for name in ("fig2", "fig3", "fig3-jax", "nvml-window", "idle"):
         for result in results_of(steps.get(name)):
             provenance = result.get("provenance") or {}
             if provenance.get("gpu"):
@@ -210,7 +210,8 @@ def summarize(out: Path) -> str:
     parts += ["\n## ECC\n", ecc_lines(by_name["ecc"].stdout if "ecc" in by_name else None),
               "\n", gpu_provenance(by_name)]
     parts += ["\n## Idle baseline (before anything ran on the GPU)\n", idle_section(by_name.get("idle"))]
-    for name, title in (("fig2", "Fig. 2: cuDNN against native kernels"), ("fig3", "Fig. 3: frameworks by precision")):
+    for name, title in (("fig2", "Fig. 2: cuDNN against native kernels"), ("fig3", "Fig. 3: frameworks by precision"),
+                        ("fig3-jax", "Fig. 3, JAX (the third-party example plugin)")):
         text = report(out, name)
         parts += [f"\n## {title}\n", text]
         if f"](figures/{name}.png)" not in text:
