@@ -278,13 +278,13 @@ run_step() {
     n=$((n + 1))
     if ((rehearse)) && [[ "$1" == nvidia-smi ]]; then
         echo "skipped: a rehearsal has no GPU" >"$dir/skipped"
-        printf '%s\t%s\t%s\t%s\t%s\n' "$name" skipped 0 "$limit" "$1 $2" >>"$out/steps.tsv"
+        printf '%s\t%s\t%s\t%s\t%s\n' "$name" skipped 0 "$limit" "$(head -c 300 "$dir/command")" >>"$out/steps.tsv"
         return
     fi
     if ((allowed < 1)); then
         echo "skipped: the steps before it used the ${BUDGET_S} s budget but what the steps after it need" \
             "(${reserve} s)" >"$dir/skipped"
-        printf '%s\t%s\t%s\t%s\t%s\n' "$name" skipped 0 "$limit" "$1" >>"$out/steps.tsv"
+        printf '%s\t%s\t%s\t%s\t%s\n' "$name" skipped 0 "$limit" "$(head -c 300 "$dir/command")" >>"$out/steps.tsv"
         failed=1
         return
     fi
