@@ -311,8 +311,11 @@ def test_the_summary_puts_the_counter_and_the_power_integral_side_by_side(tmp_pa
     folder.mkdir(parents=True)
     (folder / "command").write_text("python -m cnnbench run ...\n")
     (folder / "exit_code").write_text("0\n")
-    entry = {"kind": "gpu", "meter": "nvml", "method": "counter", "joules": 9000.0, "integrated_j": 9090.0,
-             "seconds": 30.0, "power_w": 300.0, "warnings": []}
+    # the shape cnnbench.meters.gpucheck gives a GPU entry: each window's counter and power integral
+    entry = {"kind": "gpu", "meter": "nvml", "method": "counter", "joules": 9000.0, "seconds": 30.0, "power_w": 300.0,
+             "warnings": [], "cross_check_tolerance": 0.05, "power_average_s": 0.0,
+             "windows": [{"window": 1, "seconds": 30.0, "counter_j": 9000.0, "integrated_j": 9090.0,
+                          "disagreement": 0.01, "error": None}]}
     result = {"framework": "torch", "network": "alexnet", "batch_size": 128, "device": "cuda", "status": "ok",
               "time_per_iter_ms": 20.0, "windows": [{"start": 1.0, "end": 31.5, "iterations": 1500}],
               "energy": {"gpu0": entry}, "warnings": ["gpu0: a warning"]}
@@ -320,5 +323,5 @@ def test_the_summary_puts_the_counter_and_the_power_integral_side_by_side(tmp_pa
     subprocess.run([sys.executable, str(ROOT / "bench" / "gpu" / "summary.py"), str(tmp_path)], check=True,
                    capture_output=True)
     summary = (tmp_path / "summary.md").read_text()
-    assert "counter 9000.0 J, power integral 9090.0 J: they differ by 1.00 %" in summary
+    assert "| 1 | 30.00 | 9000.00 | 9090.00 | 1.00 % |  |" in summary and "tolerance: 5 %" in summary
     assert "windows 30.50 s (1500 iterations)" in summary and "- warning: gpu0: a warning" in summary
