@@ -136,9 +136,12 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
         if tablefmt == "github":
             lines.append("")  # a paragraph of its own in Markdown
     lines.append(tabulate(rows, headers=headers, disable_numparse=True, colalign=None, tablefmt=tablefmt))
+    # In Markdown, lines run together into one paragraph: each note and legend is a list item of its own.
+    item = "- " if tablefmt == "github" else ""
     if notes:
         lines.append("")
-        lines.extend(f"[{i}] {text}" for i, text in enumerate(notes, 1))
+        lines.extend(f"{item}[{i}] {text}" for i, text in enumerate(notes, 1))
+    legend_start = len(lines)
     if metered:
         lines.append(
             "J/image and W: package + DRAM + the run's GPU over the timed windows; method: counter (energy "
@@ -149,6 +152,7 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
             "GFLOP/s: the spec's counted training FLOPs (2 x multiply-adds of conv and fc, forward and backward) "
             "per second of median iteration time."
         )
+    lines[legend_start:] = [item + line for line in lines[legend_start:]]
     return "\n".join(lines)
 
 

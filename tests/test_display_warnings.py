@@ -82,3 +82,10 @@ def test_the_batch_figure_rings_a_noisy_point():
     fig = build_figure([cell("torch", batch=8), cell("torch", batch=16, noisy=True, warnings=["noise"]),
                         cell("torch", batch=32)], kind="batch")
     assert [m.get_gid() for m in fig.findobj(lambda a: (a.get_gid() or "").startswith("noisy|"))] == ["noisy|torch|16"]
+
+
+def test_in_markdown_each_note_is_a_list_item_of_its_own():
+    # consecutive lines run together into one paragraph in Markdown; a list keeps each note apart
+    table = results_table([cell("torch", noisy=True, warnings=["a", "b"])], tablefmt="github")
+    assert "\n- [1] a\n- [2] b\n" in table
+    assert "\n[1] a\n[2] b\n" in results_table([cell("torch", noisy=True, warnings=["a", "b"])])
