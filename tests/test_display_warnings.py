@@ -87,5 +87,5 @@ def test_the_batch_figure_rings_a_noisy_point():
 def test_in_markdown_each_note_is_a_list_item_of_its_own():
     # consecutive lines run together into one paragraph in Markdown; a list keeps each note apart
     table = results_table([cell("torch", noisy=True, warnings=["a", "b"])], tablefmt="github")
-    assert "\n- [1] a\n- [2] b\n" in table
-    assert "\n[1] a\n[2] b\n" in results_table([cell("torch", noisy=True, warnings=["a", "b"])])
+    assert "\n- [1] no meter here\n- [2] a\n- [3] b\n" in table
+    assert "\n[1] no meter here\n[2] a\n[3] b\n" in results_table([cell("torch", noisy=True, warnings=["a", "b"])])
