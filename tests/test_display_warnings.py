@@ -71,11 +71,14 @@ def test_csv_carries_cv_noisy_and_the_warnings():
 
 def test_the_figure_marks_a_noisy_bar_and_carries_every_warning_in_its_footnote():
     fig = build_figure([cell("torch", warnings=["gpu0: window 2 throttled: sw thermal slowdown"]),
-                        cell("tensorflow", noisy=True, warnings=["noise: CV 8.0 %"])])
+                        cell("tensorflow", noisy=True, warnings=["noisy: CV 8.0 %"]),
+                        cell("mxnet", noisy=True, warnings=["spread unknown: one window"])])
     marks = fig.findobj(lambda a: (a.get_gid() or "").startswith("noisy|"))
-    assert [m.get_gid() for m in marks] == ["noisy|tensorflow"]
-    footnote = " ".join(t.get_text() for t in fig.findobj(lambda a: a.get_gid() == "note|footnote"))
-    assert "gpu0: window 2 throttled" in footnote and "tensorflow (noisy): noise: CV 8.0 %" in footnote.replace("\n", " ")
+    assert [m.get_gid() for m in marks] == ["noisy|tensorflow", "noisy|mxnet"]
+    footnote = " ".join(t.get_text() for t in fig.findobj(lambda a: a.get_gid() == "note|footnote")).replace("\n", " ")
+    assert "gpu0: window 2 throttled" in footnote and "tensorflow: noisy: CV 8.0 %" in footnote
+    # a noisy cell whose warnings do not say so is still named noisy
+    assert "mxnet (noisy): spread unknown: one window" in footnote
 
 
 def test_the_batch_figure_rings_a_noisy_point():
