@@ -48,6 +48,12 @@ def cell_warnings(result: Result) -> list[str]:
     return warnings
 
 
+def _no_figure_warning(result: Result, domain: str) -> str | None:
+    """The cell's warning that already says why ``domain`` has no figure (with the windows it concerns), so
+    the table points to that one note instead of printing the same reason twice."""
+    return next((w for w in result.warnings if w.startswith(f"{domain}: no figure: ")), None)
+
+
 def is_noisy(result: Result) -> bool:
     return bool((result.quality or {}).get("noisy"))
 
@@ -106,7 +112,7 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
                 row.append("-" if total.get("cpu_share") is None else f"{total['cpu_share']:.0%}")
             row.append(", ".join(
                 f"{d} {e['energy_per_image_j']:.3g}" if e.get("energy_per_image_j") is not None
-                else f"{d} error {note(e.get('error') or 'no reading')}"
+                else f"{d} error {note(_no_figure_warning(r, d) or e.get('error') or 'no reading')}"
                 for d, e in r.energy.items()
             ))
         elif r.status == "ok":
