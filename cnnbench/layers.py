@@ -12,10 +12,22 @@ import json
 import math
 from typing import Any, Callable
 
-LAYER_TYPES: tuple[str, ...] = ("concat", "conv", "dropout", "fc", "flatten", "lrn", "pool", "relu",
+LAYER_TYPES: tuple[str, ...] = ("add", "batchnorm", "channel_scale", "concat", "conv", "dropout", "fc", "flatten",
+                                "global_pool", "hardswish", "lrn", "pool", "relu", "relu6", "sigmoid", "silu",
                                 "softmax_loss")
+#: Element-wise activations without parameters (issue 17: MobileNet's relu6 and hardswish, EfficientNet's
+#: silu and the sigmoid gate of squeeze-and-excitation); each is its own type, as relu is.
+ACTIVATIONS: tuple[str, ...] = ("hardswish", "relu", "relu6", "sigmoid", "silu")
 # Parameter keys per type; the order is the order of the normalised ``params`` dict.
 PARAM_KEYS: dict[str, tuple[str, ...]] = {
+    "add": (),
+    "batchnorm": ("eps", "momentum"),
+    "channel_scale": (),
+    "global_pool": ("mode",),
+    "hardswish": (),
+    "relu6": (),
+    "sigmoid": (),
+    "silu": (),
     "concat": (),
     "conv": ("filters", "kernel", "stride", "pad", "groups", "bias"),
     "dropout": ("ratio",),
@@ -27,7 +39,11 @@ PARAM_KEYS: dict[str, tuple[str, ...]] = {
     "softmax_loss": (),
 }
 # Types that read several blobs; every other type reads exactly one.
-MULTI_INPUT_TYPES = ("concat",)
+MULTI_INPUT_TYPES = ("add", "channel_scale", "concat")
+#: PyTorch's defaults (Keras's are eps 1e-3, momentum 0.99 in its opposite convention): a spec that
+#: leaves them out gets torchvision's numbers, and every framework is given the spec's values.
+BATCHNORM_EPS, BATCHNORM_MOMENTUM = 1e-5, 0.1
+GLOBAL_POOL_MODES = ("avg",)
 POOL_MODES = ("max", "avg")
 ROUND_MODES = ("floor", "ceil")
 _REQUIRED = object()
@@ -205,7 +221,55 @@ def _softmax_loss(p: Params, shapes: Shapes) -> Inferred:
     return {}, (), 0, 0
 
 
+def _batchnorm(p: Params, shapes: Shapes) -> Inferred:
+    """Per-channel normalisation with the batch's statistics (training mode), then a learnable scale
+    and shift: 2 x C parameters. The running statistics are state, not parameters (torchvision counts
+    them as buffers), and the normalisation is not a multiply-add of weights: 0 FLOPs by the convention."""
+    params = {"eps": p.number("eps", BATCHNORM_EPS, positive=True), "momentum": p.ratio("momentum", BATCHNORM_MOMENTUM)}
+    if params["momentum"] == 0:
+        raise p.fail("'momentum' must be a number in (0, 1) (the weight of the batch's statistics in the "
+                     "running ones, PyTorch's convention), not 0")
+    _need_rank(p, shapes[0], (3,))
+    return params, shapes[0], 2 * shapes[0][0], 0
+
+
+def _add(p: Params, shapes: Shapes) -> Inferred:
+    """Element-wise sum of 2 or more blobs of one shape (a residual connection)."""
+    if len(shapes) < 2:
+        raise p.fail(f"type 'add' needs 2 or more inputs (inputs = ['a', 'b']), not {len(shapes)}")
+    for name, shape in zip(p.inputs, shapes):
+        if shape != shapes[0]:
+            raise p.fail(f"add inputs must have one shape, but '{p.inputs[0]}' is {fmt_shape(shapes[0])} "
+                         f"and '{name}' is {fmt_shape(shape)}")
+    return {}, shapes[0], 0, 0
+
+
+def _global_pool(p: Params, shapes: Shapes) -> Inferred:
+    """The average over whatever height and width arrive: C x H x W -> C (1-D, ready for an fc)."""
+    params = {"mode": p.choice("mode", GLOBAL_POOL_MODES, "avg")}
+    _need_rank(p, shapes[0], (3,))
+    return params, (shapes[0][0],), 0, 0
+
+
+def _channel_scale(p: Params, shapes: Shapes) -> Inferred:
+    """Squeeze-and-excitation's last step: inputs [x, s], x of shape C x H x W, s of shape C; y = x * s
+    per channel."""
+    if len(shapes) != 2:
+        raise p.fail(f"type 'channel_scale' takes 2 inputs [blob, scale], not {len(shapes)}")
+    (x, s), (xname, sname) = shapes, p.inputs
+    if len(x) != 3 or s != (x[0],):
+        raise p.fail(f"channel_scale needs a C x H x W blob and a scale of shape (C,), but '{xname}' is "
+                     f"{fmt_shape(x)} and '{sname}' is {fmt_shape(s)}")
+    return {}, x, 0, 0
+
+
+def _activation(p: Params, shapes: Shapes) -> Inferred:
+    return _same(p, shapes)
+
+
 INFER: dict[str, Callable[[Params, Shapes], Inferred]] = {
+    "add": _add, "batchnorm": _batchnorm, "channel_scale": _channel_scale, "global_pool": _global_pool,
+    "hardswish": _activation, "relu6": _activation, "sigmoid": _activation, "silu": _activation,
     "concat": _concat, "conv": _conv, "dropout": _dropout, "fc": _fc, "flatten": _flatten, "lrn": _lrn,
     "pool": _pool, "relu": _same, "softmax_loss": _softmax_loss}
 
