@@ -51,6 +51,12 @@ def make_inputs(spec: NetworkSpec, batch_size: int, seed: int = 0) -> dict[str, 
         elif layer.type == "fc":
             fan_in = math.prod(layer.input_shapes[0])
             shape = (layer.params["outputs"], fan_in)
+        elif layer.type == "batchnorm":
+            # Scale near 1 and shift near 0, where a trained batch norm is; [C] each, in every framework.
+            channels = layer.input_shapes[0][0]
+            arrays[f"{layer.name}/weight"] = 1 + 0.1 * rng.standard_normal(channels)
+            arrays[f"{layer.name}/bias"] = 0.1 * rng.standard_normal(channels)
+            continue
         else:
             continue
         arrays[f"{layer.name}/weight"] = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)

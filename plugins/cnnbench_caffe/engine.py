@@ -16,7 +16,8 @@ import numpy
 from cnnbench.adapter import Unsupported
 from cnnbench_caffe.backend import Backend
 from cnnbench_caffe.im2col import conv_size
-from cnnbench_caffe.layers import LAYERS, Layer
+from cnnbench_caffe.layers import Layer
+from cnnbench_caffe.modern import is_depthwise, layer_class
 
 DATA = "data"
 #: Per-layer column matrices are kept from forward to backward while they fit in this many bytes
@@ -31,8 +32,8 @@ def column_sizes(spec: Any, batch: int) -> dict[str, int]:
     """Elements of each convolution's column matrix (im2col of its whole batch), by layer name."""
     sizes = {}
     for layer in spec.layers:
-        if layer.type != "conv":
-            continue
+        if layer.type != "conv" or is_depthwise(layer.params, layer.input_shapes[0][0]):
+            continue  # a depthwise convolution lowers nothing
         c, h, w = layer.input_shapes[0]
         p = layer.params
         out = [conv_size(s, k, st, q) for s, k, st, q in zip((h, w), p["kernel"], p["stride"], p["pad"])]
@@ -66,7 +67,7 @@ class Net:
         columns = self._shared_columns(spec, batch, column_budget)
         self.layers: list[tuple[Layer, tuple[str, ...]]] = []
         for index, layer in enumerate(spec.layers):
-            cls = LAYERS.get(layer.type)
+            cls = layer_class(layer)
             if cls is None:
                 raise Unsupported(f"the Caffe-style engine has no layer type '{layer.type}' (layer '{layer.name}')")
             extra: dict[str, Any] = {}
@@ -182,7 +183,12 @@ class Net:
         with NumPy so that the CPU and the GPU start from the same numbers."""
         rng = numpy.random.default_rng(seed)
         weights = {}
+        types = {unit.name: unit.type for unit, _ in self.layers}
         for name, arrays in self.parameters().items():
+            if types[name] == "batchnorm":
+                # scale 1 and shift 0, as every framework starts a batch norm
+                weights[name] = {"weight": numpy.ones(arrays["weight"].shape), "bias": numpy.zeros(arrays["bias"].shape)}
+                continue
             bound = 1.0 / math.sqrt(math.prod(arrays["weight"].shape[1:]))
             weights[name] = {key: rng.uniform(-bound, bound, tuple(array.shape)) for key, array in arrays.items()}
         self.load_weights(weights)

@@ -17,7 +17,8 @@ import numpy
 from cnnbench.adapter import Unsupported, propagate_down
 from cnnbench_caffe.backend import Backend
 from cnnbench_caffe.engine import column_sizes, shares_columns
-from cnnbench_caffe.layers import LAYERS, Layer
+from cnnbench_caffe.layers import Layer
+from cnnbench_caffe.modern import layer_class
 
 
 @dataclass
@@ -31,7 +32,7 @@ class CaffeLayer:
 
 def build_single(spec: Any, name: str, batch: int, backend: Backend, dtype: Any, seed: int) -> CaffeLayer:
     layer = spec.layer(name)
-    cls = LAYERS.get(layer.type)
+    cls = layer_class(layer)
     if cls is None:
         raise Unsupported(f"the Caffe-style engine has no layer type '{layer.type}' (layer '{name}')")
     xp, dtype = backend.xp, numpy.dtype(dtype)
@@ -40,7 +41,7 @@ def build_single(spec: Any, name: str, batch: int, backend: Backend, dtype: Any,
               for shape in layer.input_shapes]
     extra: dict[str, Any] = {}
     if layer.type == "conv":
-        if shares_columns(spec, batch, dtype):
+        if shares_columns(spec, batch, dtype) and name in column_sizes(spec, batch):
             # The net's shared buffer: this layer then lowers again in backward, as it does in the net.
             extra["columns"] = xp.empty(column_sizes(spec, batch)[name], dtype)
     elif layer.type == "dropout":
@@ -49,7 +50,7 @@ def build_single(spec: Any, name: str, batch: int, backend: Backend, dtype: Any,
         classes = layer.input_shapes[0][0]
         extra["labels"] = backend.asarray(rng.integers(0, classes, batch), numpy.int64)
     unit = cls(name, layer.params, inputs, list(propagate_down(spec, name)), backend, **extra)
-    for key, array in unit.weights.items():
+    for key, array in unit.weights.items() if layer.type != "batchnorm" else ():  # starts at scale 1, shift 0
         # Uniform in +-1/sqrt(fan_in), as Net.init_weights draws them.
         fan_in = math.prod(unit.weights["weight"].shape[1:])
         bound = 1.0 / math.sqrt(fan_in)
