@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from cnnbench.layers import (  # noqa: F401  (POOL_MODES, ROUND_MODES: re-exported)
-    INFER, LAYER_TYPES, MAX_INT, MULTI_INPUT_TYPES, PARAM_KEYS, POOL_MODES, ROUND_MODES, Params, SpecError, is_int, kind,
+    INFER, LAYER_TYPES, MAX_INT, MULTI_INPUT_TYPES, PARAM_KEYS, POOL_MODES, ROUND_MODES, Params, SpecError, is_int, is_number, kind,
     show, suggest)
 from cnnbench.spec_blocks import Entry, expand
 
@@ -30,7 +30,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 DATA = "data"
-TOP_KEYS = ("name", "description", "input", "default_batch_size", "layers", "blocks")
+TOP_KEYS = ("name", "description", "input", "default_batch_size", "layers", "blocks", "verify_tolerance")
 _COMMON_KEYS = ("name", "type", "input", "inputs")
 # Names become module keys, variable scopes and symbol names in every framework: PyTorch rejects "."
 # in module names and TensorFlow treats "/" as a scope separator, so keep them to a portable alphabet.
@@ -174,6 +174,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<string>") -> NetworkSpec
     batch = data["default_batch_size"]
     if not (is_int(batch) and 0 < batch <= MAX_INT):
         raise SpecError(f"{source}: 'default_batch_size' must be a positive int up to {MAX_INT}, not {show(batch)}")
+    _check_verify_tolerance(source, data.get("verify_tolerance", {}))
     raw_layers = data["layers"]
     if not isinstance(raw_layers, list) or not raw_layers:
         raise SpecError(f"{source}: 'layers' must be a non-empty list of tables, not {show(raw_layers)}")
@@ -181,6 +182,17 @@ def parse_spec(data: Mapping[str, Any], source: str = "<string>") -> NetworkSpec
     entries = expand(source, raw_layers, data.get("blocks"))
     layers = _Builder(source, tuple(shape)).build(entries)
     return NetworkSpec(name, description, tuple(shape), batch, layers, source, data)
+
+
+def _check_verify_tolerance(source: str, value: Any) -> None:
+    """``verify_tolerance = {fp32 = 0.05}``: the network's own tolerances for ``cnnbench verify``, where
+    its numerics need more than the defaults (deep stacks of batch norms in fp32, issue 17)."""
+    from cnnbench.config import PRECISIONS
+
+    if not (isinstance(value, Mapping) and all(key in PRECISIONS and is_number(tol) and 0 < tol < 1
+                                               for key, tol in value.items())):
+        raise SpecError(f"{source}: 'verify_tolerance' must be a table of precision = tolerance, a number in "
+                        f"(0, 1), for the precisions {', '.join(PRECISIONS)}, not {show(value)}")
 
 
 # -- layers -------------------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ FC_LOSS = ('name = "fc", type = "fc", outputs = 10', 'name = "loss", type = "sof
 
 
 def test_builtins_are_found_by_name():
-    assert list(builtin_networks()) == ["alexnet", "googlenet", "lenet", "overfeat", "vgg_a"]
+    assert list(builtin_networks()) == ["alexnet", "efficientnet_b0", "googlenet", "lenet", "mobilenet_v2", "overfeat",
+                                        "resnet18", "resnet50", "vgg_a"]
     assert builtin_dir().is_dir()
     for name, path in builtin_networks().items():
         assert path.parent == builtin_dir()

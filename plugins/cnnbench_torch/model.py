@@ -15,7 +15,7 @@ from cnnbench.spec import Layer, NetworkSpec
 
 #: Layers whose backward needs neither their output nor an input they could share with a ReLU, so a
 #: ReLU straight after them may overwrite their output in place (as Caffe and torchvision do).
-_INPLACE_SAFE_PRODUCERS = ("conv", "fc", "pool")
+_INPLACE_SAFE_PRODUCERS = ("add", "batchnorm", "conv", "fc", "pool")
 
 
 def layer_module(layer: Layer, inplace_ok: bool) -> nn.Module:
@@ -56,7 +56,39 @@ def layer_module(layer: Layer, inplace_ok: bool) -> nn.Module:
         return nn.LocalResponseNorm(p["local_size"], alpha=p["alpha"], beta=p["beta"], k=p["k"])
     if layer.type == "concat":
         return Concat()
+    if layer.type == "batchnorm":
+        # Training mode: batch statistics; the spec's momentum is PyTorch's (the batch's weight).
+        return nn.BatchNorm2d(layer.input_shapes[0][0], eps=p["eps"], momentum=p["momentum"])
+    if layer.type == "add":
+        return Add()
+    if layer.type == "global_pool":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if layer.type == "channel_scale":
+        return ChannelScale()
+    if layer.type == "relu6":
+        return nn.ReLU6(inplace=inplace_ok)
+    if layer.type in _ACTIVATIONS:
+        return _ACTIVATIONS[layer.type]()
     raise Unsupported(f"the torch adapter cannot build layer '{layer.name}' of type '{layer.type}'")
+
+
+_ACTIVATIONS = {"sigmoid": nn.Sigmoid, "silu": nn.SiLU, "hardswish": nn.Hardswish}
+
+
+class Add(nn.Module):
+    """Element-wise sum of two or more blobs (a residual connection)."""
+
+    def forward(self, first, *rest):
+        for blob in rest:
+            first = first + blob
+        return first
+
+
+class ChannelScale(nn.Module):
+    """Squeeze-and-excitation's scaling of an [N, C, H, W] blob by an [N, C] one."""
+
+    def forward(self, blob, scale):
+        return blob * scale[:, :, None, None]
 
 
 class Concat(nn.Module):
