@@ -34,8 +34,12 @@ from cnnbench.runner import Cell, EventHandler, _attach_meters, _gpu_domain, _to
 SCHEMA_VERSION = 1
 #: The spec's layer kinds grouped into the paper's layer types (Fig. 5 has conv, pooling, FC and ReLU).
 TYPE_OF = {"conv": "convolution", "pool": "pooling", "relu": "ReLU", "fc": "fully connected", "lrn": "LRN",
-           "concat": "concat", "dropout": "other", "flatten": "other", "softmax_loss": "other"}
-TYPES = ("convolution", "pooling", "ReLU", "fully connected", "LRN", "concat", "other")
+           "concat": "concat", "dropout": "other", "flatten": "other", "softmax_loss": "other",
+           # issue 17's types: what a ResNet or a MobileNet spends besides convolutions
+           "batchnorm": "batch norm", "add": "add", "global_pool": "pooling", "channel_scale": "other",
+           "relu6": "activation", "silu": "activation", "sigmoid": "activation", "hardswish": "activation"}
+TYPES = ("convolution", "batch norm", "pooling", "ReLU", "activation", "add", "fully connected", "LRN", "concat",
+         "other")
 #: The three bars of the figure: each direction alone, and the training iteration (forward + backward).
 PARTS = (*DIRECTIONS, "total")
 

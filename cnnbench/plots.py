@@ -433,7 +433,8 @@ def _batch_figure(figure_class: Any, results: list[Result], ok: list[Result], ti
 
 #: One colour per layer type of ``cnnbench.layerbench.TYPES``, convolution darkest: it dominates (87 % in the paper).
 _TYPE_COLOURS = {"convolution": "#1f4e8c", "pooling": "#6aa84f", "ReLU": "#e69138", "fully connected": "#a64d79",
-                 "LRN": "#45b5c4", "concat": "#999999", "other": "#d9d2a6"}
+                 "LRN": "#45b5c4", "concat": "#999999", "other": "#d9d2a6", "batch norm": "#c0504d",
+                 "activation": "#f6b26b", "add": "#8e7cc3"}
 _PART_NAMES = {"forward": "forward", "backward": "backward", "total": "forward + backward"}
 
 

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from cnnbench.adapter import Unsupported
 from cnnbench.spec import Layer, NetworkSpec
+from cnnbench_tensorflow.modern import ORDER_KEEPING, ModernLayers
 
 LAYOUTS = ("NHWC", "NCHW")
 
@@ -62,7 +63,7 @@ def caffe_avg_scale(size: int, kernel: int, stride: int, pad: int, out: int) -> 
     return kernel / (np.minimum(starts + kernel, size + pad) - starts)
 
 
-class SpecNet:
+class SpecNet(ModernLayers):
     """The network of a spec in ``layout`` computing in ``dtype``; ``net(x, training)`` -> float32 logits
     in canonical order. ``params[layer][kind]`` are the float32 variables."""
 
@@ -72,6 +73,8 @@ class SpecNet:
         self.spec, self.layout, self.dtype = spec, layout, dtype
         self.channel_axis = 3 if layout == "NHWC" else 1
         self.params: dict[str, dict[str, tf.Variable]] = {}
+        #: Non-trainable variables (batch norm's running statistics), by layer.
+        self.state: dict[str, dict[str, tf.Variable]] = {}
         #: Blob -> canonical index of each position of a flat (1-D) blob, None when canonical.
         self.perms: dict[str, np.ndarray | None] = {"data": None}
         #: fc layer -> the order of its weight's rows (the order of its flattened input).
@@ -113,7 +116,7 @@ class SpecNet:
         if maker is None:
             raise Unsupported(f"the tensorflow adapter cannot build layer '{name}' of type '{layer.type}'")
         fn = maker(layer, p, rng)
-        if layer.type in ("relu", "dropout"):
+        if layer.type in ("relu", "dropout", *ORDER_KEEPING):
             self.perms[name] = self.perms[layer.inputs[0]]
         else:
             self.perms.setdefault(name, None)
@@ -139,12 +142,19 @@ class SpecNet:
                 paddings = self._spatial([(ph, ph), (pw, pw)])
         strides = [1, sh, sw, 1] if self.layout == "NHWC" else [1, 1, sh, sw]
         params, dtype, fmt = self.params[layer.name], self.dtype, self.layout
+        # One group per channel: TensorFlow's depthwise kernel (its grouped conv2d has no CPU kernel); the
+        # variable [kh, kw, 1, C] is the depthwise filter [kh, kw, C, 1] reshaped.
+        depthwise = g == c == f and g > 1
 
         def conv(x):
             if paddings is not None:
                 x = tf.pad(x, paddings)
-            # grouped convolution: the filter's input depth is in / groups, TensorFlow infers the groups
-            y = tf.nn.conv2d(x, tf.cast(params["weight"], dtype), strides, padding, data_format=fmt)
+            weight = tf.cast(params["weight"], dtype)
+            if depthwise:
+                y = tf.nn.depthwise_conv2d(x, tf.reshape(weight, [kh, kw, c, 1]), strides, padding, data_format=fmt)
+            else:
+                # grouped convolution: the filter's input depth is in / groups, TensorFlow infers the groups
+                y = tf.nn.conv2d(x, weight, strides, padding, data_format=fmt)
             if "bias" in params:
                 y = tf.nn.bias_add(y, tf.cast(params["bias"], dtype), data_format=fmt)
             return y
