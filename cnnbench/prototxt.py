@@ -34,7 +34,12 @@ _TYPES = {
     "Concat": "concat", "CONCAT": "concat", "Dropout": "dropout", "DROPOUT": "dropout",
     "Flatten": "flatten", "FLATTEN": "flatten", "Softmax": "softmax_loss", "SOFTMAX": "softmax_loss",
     "SoftmaxWithLoss": "softmax_loss", "SOFTMAX_LOSS": "softmax_loss", "Input": "input",
+    # issue 17: a BatchNorm and the Scale after it become one batchnorm; Eltwise SUM is add.
+    "BatchNorm": "batchnorm", "Scale": "scale", "Eltwise": "add", "ELTWISE": "add", "Sigmoid": "sigmoid",
+    "SIGMOID": "sigmoid", "Swish": "silu",
 }
+#: Caffe layer types that read several bottoms.
+_MULTI_BOTTOM = ("concat", "add")
 _SUPPORTED = ", ".join(sorted({name for name in _TYPES if not name.isupper() or name == "LRN"}))
 _NAME_CHARS_RE = re.compile(r"[^A-Za-z0-9_-]")
 _NETWORK_CHARS_RE = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -133,6 +138,7 @@ class _Converter:
         self.producer: dict[str, str] = {}  # Caffe blob -> the spec layer that last wrote it
         self.labels: set[str] = set()       # extra input blobs, readable only as a loss's label
         self.comments: list[str] = []
+        self.unpaired: dict[str, int] = {}  # batchnorm layer -> its line, until a Scale gives it scale and shift
 
     def fail(self, line: int, label: str, problem: str) -> SpecError:
         return SpecError(f"{self.source}: line {line}: {label}: {problem}")
@@ -158,6 +164,12 @@ class _Converter:
                 layers.append(layer)
         if not layers:
             raise SpecError(f"{self.source}: line 1: no layers")
+        for name, line in self.unpaired.items():
+            raise self.fail(line, f"layer '{name}'", "a BatchNorm needs a Scale layer with bias_term: true after "
+                            "it: a batchnorm of ours has a learnable scale and shift, Caffe's BatchNorm alone none")
+        if any(layer["type"] == "batchnorm" for layer in layers):
+            self.comments.append("Each BatchNorm and the Scale after it became one batchnorm, in training mode "
+                                 "(batch statistics; use_global_stats is a deploy setting and was ignored).")
         name = self._network_name()
         header = [f"Converted from the Caffe prototxt {os.path.basename(self.source)} by cnnbench.",
                   "Layer names are Caffe's with '/' written '__' and other characters outside [A-Za-z0-9_-] '_';",
@@ -260,7 +272,9 @@ class _Converter:
         if len(tops) > 1:
             raise self.fail(message.line, label, f"a {caffe_type} layer with {len(tops)} tops is not supported")
         readable = bottoms if kind != "softmax_loss" else bottoms[:1]  # the loss's second bottom is the label
-        if kind != "concat" and len(readable) != 1:
+        if kind == "scale":
+            return self._scale(message, label, readable)
+        if kind not in _MULTI_BOTTOM and len(readable) != 1:
             raise self.fail(message.line, label, f"a {caffe_type} layer reads one bottom, not {len(readable)}")
         inputs = []
         for bottom in readable:
@@ -276,16 +290,36 @@ class _Converter:
         name = self._unique(base if re.match(r"^[A-Za-z_]", base) else f"_{base}")
         layer: dict[str, Any] = {"name": name, "type": kind}
         previous = layers[-1]["name"] if layers else DATA
-        if kind == "concat":
+        if kind in _MULTI_BOTTOM:
             layer["inputs"] = inputs
         elif inputs[0] != previous:
             layer["input"] = inputs[0]
         layer.update(self._params(kind, message, label))
+        if "__type" in layer:
+            layer["type"] = layer.pop("__type")
         if str(caffe_type) in ("Softmax", "SOFTMAX"):
             self.comments.append(f"Softmax layer '{caffe_name}' became '{name}', the softmax_loss for training.")
         if tops:
             self.producer[tops[0]] = name
+        if kind == "batchnorm":
+            self.unpaired[name] = message.line
         return layer
+
+    def _scale(self, message: Message, label: str, bottoms: list) -> None:
+        """A Scale right after a BatchNorm gives it its learnable scale and shift: the pair is one batchnorm."""
+        target = self.producer.get(bottoms[0]) if len(bottoms) == 1 else None
+        if target not in self.unpaired:
+            raise self.fail(message.line, label, "a Scale layer is supported only right after a BatchNorm (the "
+                            "pair becomes one batchnorm) and with one bottom")
+        p = _Field(self, message, label, "scale_param")
+        p.need("axis", 1, (1,), "scaling per channel")
+        p.need("num_axes", 1, (1,), "scaling per channel")
+        if not p.flag("bias_term", False):
+            raise p.fail("bias_term", "a Scale after a BatchNorm needs bias_term: true: a batchnorm of ours has "
+                         "a learnable shift as well as a scale")
+        del self.unpaired[target]
+        self.producer[message.all("top")[0]] = target
+        return None
 
     def _params(self, kind: str, message: Message, label: str) -> dict:
         if kind == "conv":
@@ -305,11 +339,25 @@ class _Converter:
             if not p.flag("bias_term", True):
                 params["bias"] = False
             return params
+        if kind == "batchnorm":
+            p = _Field(self, message, label, "batch_norm_param")
+            # Caffe's running average keeps moving_average_fraction of the old value: our momentum is the rest.
+            return {"eps": p.number("eps", 1e-5), "momentum": round(1 - p.number("moving_average_fraction", 0.999), 12)}
+        if kind == "add":
+            p = _Field(self, message, label, "eltwise_param")
+            p.need("operation", "SUM", ("SUM", 1), "SUM only: the add layer type")
+            if any(c != 1 for c in p.message.all("coeff")):
+                raise p.fail("coeff", "coefficients other than 1 are not supported (add sums its inputs)")
+            return {}
+        if kind == "pool" and _Field(self, message, label, "pooling_param").flag("global_pooling", False):
+            p = _Field(self, message, label, "pooling_param")
+            p.need("pool", "MAX", ("AVE", 1), "global pooling is global_pool, an average")
+            return {"__type": "global_pool"}
+        if kind == "silu":
+            _Field(self, message, label, "swish_param").need("beta", 1, (1, 1.0), "beta 1: silu")
+            return {}
         if kind == "pool":
             p = _Field(self, message, label, "pooling_param")
-            if p.flag("global_pooling", False):
-                raise p.fail("global_pooling", "global_pooling is not supported; give kernel_size equal to the "
-                             "input's height and width, and stride 1")
             mode = p.word("pool", "MAX", ("MAX", "AVE", "STOCHASTIC"))
             if mode not in ("MAX", "AVE"):
                 raise p.fail("pool", f"pool: {mode} is not supported (MAX or AVE)")

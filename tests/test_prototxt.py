@@ -227,8 +227,8 @@ def test_layer_names_are_sanitised_deterministically():
 
 CONVERSION_ERRORS = [
     (NET + CONV + 'layer { name: "p/1" type: "PReLU" bottom: "c" top: "c" }\n' + FC,
-     "line 5: layer 'p/1': unsupported layer type 'PReLU'; supported: Concat, Convolution, Dropout, Flatten, "
-     "InnerProduct, Input, LRN, Pooling, ReLU, Softmax, SoftmaxWithLoss"),
+     "line 5: layer 'p/1': unsupported layer type 'PReLU'; supported: BatchNorm, Concat, Convolution, Dropout, "
+     "Eltwise, Flatten, InnerProduct, Input, LRN, Pooling, ReLU, Scale, Sigmoid, Softmax, SoftmaxWithLoss, Swish"),
     (NET + 'layers { name: "d" type: DATA top: "data" }\n', "line 4: layer 'd': unsupported layer type 'DATA'"),
     (NET + CONV.replace('bottom: "data"', 'bottom: "x"') + FC,
      "line 4: layer 'c': bottom 'x' is the top of no earlier layer nor an input"),
@@ -248,7 +248,7 @@ CONVERSION_ERRORS = [
     (NET + CONV.replace("kernel_size: 3", "kernel_size: 3 bias_term: maybe") + FC,
      "'bias_term' must be true or false, not 'maybe'"),
     (NET + CONV + 'layer { name: "p" type: "Pooling" bottom: "c" top: "p" pooling_param { global_pooling: true '
-     'pool: AVE } }\n' + FC, "layer 'p': global_pooling is not supported"),
+     'pool: MAX } }\n' + FC, "layer 'p': pool: MAX is not supported (global pooling is global_pool, an average)"),
     (NET + CONV + 'layer { name: "p" type: "Pooling" bottom: "c" top: "p" pooling_param { pool: STOCHASTIC '
      'kernel_size: 2 } }\n' + FC, "layer 'p': pool: STOCHASTIC is not supported"),
     (NET + CONV + 'layer { name: "r" type: "ReLU" bottom: "c" top: "c" relu_param { negative_slope: 0.1 } }\n' + FC,
