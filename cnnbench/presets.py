@@ -78,6 +78,15 @@ def _hyperthreading(m: Machine) -> dict[str, str]:
             "threads": "physical,logical"}
 
 
+def _modern(m: Machine) -> dict[str, str]:
+    # Issue 17: the networks that training benchmarks use today (ResNet-50 is MLPerf Training's) next to a
+    # mobile one built from depthwise convolutions; every installed framework, as the frameworks preset.
+    if m.gpu:
+        return {"networks": "resnet50,mobilenet_v2", "batch_size": "128", "device": "cuda", "precision": "fp32,fp16"}
+    return {"networks": "resnet50,mobilenet_v2", "batch_size": "32" if m.logical_cpus >= 16 else "8",
+            "device": "cpu", "precision": "fp32"}
+
+
 def _ecc(m: Machine) -> dict[str, str]:
     return {"networks": "alexnet", "batch_size": "128", "device": "cuda"}
 
@@ -102,6 +111,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("ecc", "Sec. VI.B", "Does ECC on the GPU's memory cost time, energy or memory? Run once with ECC on and "
            "once off (nvidia-smi -e 0|1 as root, then a reboot), then: cnnbench report RUN --baseline OTHER",
            "compare", _ecc, needs_gpu="ECC is a setting of the GPU's memory"),
+    Preset("modern", "beyond the paper", "How do the frameworks compare on the CNNs trained today, ResNet-50 and "
+           "MobileNetV2 (batch norm, residual additions, depthwise convolutions)?", "compare", _modern),
     Preset("dvfs", "Fig. 8", "Which memory / graphics clock pair trains with the least energy per image (the "
            "energy valley)?", "dvfs", _dvfs, needs_gpu="it sweeps the GPU's clocks (the CPU side: cnnbench dvfs --cpu)"),
 )}
@@ -139,6 +150,7 @@ def apply_preset(args: argparse.Namespace, command: str, given: set[str],
         if attr not in given:
             setattr(args, attr, value)
         flags.append(f"--{attr.replace('_', '-')} {getattr(args, attr)}")
-    print(f"cnnbench: preset {name} ({preset.figure} of the paper): {preset.question}", file=sys.stderr)
+    source = preset.figure if preset.figure.startswith("beyond") else f"{preset.figure} of the paper"
+    print(f"cnnbench: preset {name} ({source}): {preset.question}", file=sys.stderr)
     print(f"cnnbench: that is: cnnbench {command} {' '.join(flags)}", file=sys.stderr)
     return preset

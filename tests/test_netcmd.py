@@ -17,7 +17,15 @@ def test_list_names_every_builtin_network(cli):
     proc = cli("networks", "--json")
     assert proc.returncode == 0, proc.stderr
     nets = {n["name"]: n for n in json.loads(proc.stdout)["networks"]}
-    assert set(nets) == {"lenet", "alexnet", "overfeat", "vgg_a", "googlenet"}
+    assert set(nets) == {"lenet", "alexnet", "overfeat", "vgg_a", "googlenet", "resnet18", "resnet50", "mobilenet_v2",
+                         "efficientnet_b0"}
+    # Issue 17: torchvision's published parameter counts (torchvision 0.29.1, its weights' meta "num_params")
+    # and 2 x its published multiply-adds ("_ops", GMAC) as forward FLOPs.
+    torchvision = {"resnet18": (11_689_512, 1.814), "resnet50": (25_557_032, 4.089),
+                   "mobilenet_v2": (3_504_872, 0.301), "efficientnet_b0": (5_288_548, 0.386)}
+    for name, (params, gmac) in torchvision.items():
+        assert nets[name]["params"] == params, name
+        assert round(nets[name]["forward_flops"] / 2e9, 3) == gmac, name
     assert nets["vgg_a"]["default_batch_size"] == 64 and nets["overfeat"]["input"] == [3, 231, 231]
     text = cli("networks").stdout
     assert "132,863,336" in text and "googlenet" in text

@@ -24,9 +24,21 @@ def compare_args(*argv: str) -> tuple[argparse.Namespace, set[str]]:
 
 def test_every_figure_of_the_paper_has_a_preset():
     figures = {p.figure for p in PRESETS.values()}
-    assert figures == {"Fig. 2", "Fig. 3", "Fig. 4", "Fig. 5", "Fig. 6", "Fig. 7", "Fig. 8", "Sec. VI.B"}
+    assert figures == {"Fig. 2", "Fig. 3", "Fig. 4", "Fig. 5", "Fig. 6", "Fig. 7", "Fig. 8", "Sec. VI.B",
+                       "beyond the paper"}
     assert set(PRESETS) == {"kernels", "frameworks", "cpu-libraries", "layers", "batch", "hyperthreading", "ecc",
-                            "dvfs"}
+                            "modern", "dvfs"}
+
+
+def test_the_modern_preset_compares_frameworks_on_resnet50_and_mobilenet_v2(capsys):
+    args, defaults = compare_args("--preset", "modern")
+    apply_preset(args, "compare", defaults, CPU2)
+    assert (args.networks, args.batch_size, args.device, args.precision) == ("resnet50,mobilenet_v2", "8", "cpu", "fp32")
+    args, defaults = compare_args("--preset", "modern")
+    apply_preset(args, "compare", defaults, GPU)
+    assert (args.batch_size, args.device, args.precision) == ("128", "cuda", "fp32,fp16")
+    assert "preset modern (beyond the paper): How do the frameworks compare on the CNNs trained today" in \
+        capsys.readouterr().err
 
 
 def test_the_paper_settings_on_a_gpu_and_scaled_down_on_a_small_cpu(capsys):
@@ -69,7 +81,7 @@ def test_given_dests_tell_a_default_from_a_flag():
 
 @pytest.mark.parametrize("name, here, message", [
     ("nope", CPU2, "unknown preset 'nope'; valid choices: kernels, frameworks, cpu-libraries, layers, batch, "
-                   "hyperthreading, ecc, dvfs"),
+                   "hyperthreading, ecc, modern, dvfs"),
     ("ecc", CPU2, "preset 'ecc' needs an NVIDIA GPU (ECC is a setting of the GPU's memory); none here"),
     ("layers", CPU2, "preset 'layers' is for 'cnnbench layers': cnnbench layers --preset layers"),
     ("dvfs", GPU, "preset 'dvfs' is for 'cnnbench dvfs'"),
