@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-VALID_NETWORKS = "valid choices: alexnet, googlenet, lenet, overfeat, vgg_a"
+VALID_NETWORKS = "valid choices: alexnet, efficientnet_b0, googlenet, lenet, mobilenet_v2, overfeat, resnet18, resnet50, vgg_a"
 
 
 def _spec(layers: str, head: str = 'name = "bad"\ninput = [3, 8, 8]\ndefault_batch_size = 1\n') -> str:

@@ -368,7 +368,8 @@ def test_error_names_file_and_layer(tmp_path):
         load_spec(path)
     assert str(info.value) == (f"{path}: layer 'conv9': unknown type 'convolution'; valid types: "
                                f"{', '.join(LAYER_TYPES)}")
-    assert ", ".join(LAYER_TYPES) == "concat, conv, dropout, fc, flatten, lrn, pool, relu, softmax_loss"
+    assert ", ".join(LAYER_TYPES) == ("add, batchnorm, channel_scale, concat, conv, dropout, fc, flatten, global_pool, "
+                                      "hardswish, lrn, pool, relu, relu6, sigmoid, silu, softmax_loss")
 
 
 def test_unreadable_file(tmp_path):
@@ -734,7 +735,7 @@ def test_blocks_must_be_a_table():
 
 BAD_SPECS = {
     "unknown layer type": ([C, 'name = "r", type = "reul"', *FC_LOSS],
-                           "layer 'r': unknown type 'reul'; valid types: concat, conv"),
+                           "layer 'r': unknown type 'reul'; valid types: add, batchnorm"),
     "missing input": ([C, 'name = "r", type = "relu", input = "cc"', *FC_LOSS],
                       "layer 'r': input 'cc' names no earlier layer; defined so far: data, c; did you mean 'c'?"),
     "cycle": ([C, 'name = "a", type = "relu", input = "b"', 'name = "b", type = "relu", input = "a"', *FC_LOSS],
@@ -812,7 +813,7 @@ def test_unknown_name_lists_the_choices():
     with pytest.raises(UnknownNetwork) as info:
         resolve_network("lenett")
     assert str(info.value) == (
-        "unknown network 'lenett'; valid choices: alexnet, googlenet, lenet, overfeat, vgg_a "
+        "unknown network 'lenett'; valid choices: alexnet, efficientnet_b0, googlenet, lenet, mobilenet_v2, overfeat, resnet18, resnet50, vgg_a "
         "(or a path to a .toml spec or a Caffe .prototxt file)")
     assert isinstance(info.value, SpecError)
 
@@ -822,7 +823,7 @@ def test_extra_networks_are_choices_but_cannot_shadow_builtins(tmp_path):
     path.write_text(net(*FC_LOSS))
     assert resolve_network("tiny", extra={"tiny": path}).name == "t"
     assert resolve_network("lenet", extra={"lenet": path}).name == "lenet"
-    with pytest.raises(UnknownNetwork, match="alexnet, googlenet, lenet, overfeat, tiny, vgg_a "):
+    with pytest.raises(UnknownNetwork, match="alexnet, efficientnet_b0, googlenet, lenet, mobilenet_v2, overfeat, resnet18, resnet50, tiny, vgg_a "):
         resolve_network("nope", extra={"tiny": path})
 
 

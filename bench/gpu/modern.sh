@@ -2,7 +2,7 @@
 # Issue 17 on a lent GPU, in one short run: `cnnbench verify` of resnet18, mobilenet_v2 and efficientnet_b0 on
 # CUDA (PyTorch in fp32 with cuDNN, and the Caffe-style engine's new layers on CuPy in float64, each against the
 # NumPy float64 reference), then the `modern` preset (torch and the engine on resnet50 and mobilenet_v2, fp32 and
-# fp16). Writes everything under OUT (default $OUT); docs/gpu/modern.md records a run.
+# fp16). Writes everything under OUT. Rehearsed on the CPU (DEVICE=cpu BATCH=1); not yet run on a GPU.
 #
 #   bash bench/gpu/modern.sh                       # on the GPU machine (nothing installed: PYTHONPATH is set here)
 #   DEVICE=cpu BATCH=1 bash bench/gpu/modern.sh    # a rehearsal of the same command lines on the CPU
