@@ -35,6 +35,11 @@ def init_params(spec: NetworkSpec, key: Any) -> Params:
         if not layer.param_count:
             continue
         p = layer.params
+        if layer.type == "batchnorm":
+            channels = layer.input_shapes[0][0]
+            params[layer.name] = {"weight": jnp.ones((channels,), jnp.float32),
+                                  "bias": jnp.zeros((channels,), jnp.float32)}
+            continue
         if layer.type == "conv":
             shape = (p["filters"], layer.input_shapes[0][0] // p["groups"], *p["kernel"])
         else:
@@ -128,7 +133,33 @@ def _layer_fn(layer: Layer, precision: Any, dropout_index: int) -> Callable[...,
         return lambda w, key, train, x: x.reshape(x.shape[0], -1)
     if layer.type == "concat":
         return lambda w, key, train, *xs: jnp.concatenate(xs, axis=1)
+    if layer.type == "batchnorm":
+        eps = p["eps"]
+
+        def batchnorm(w, key, train, x):
+            # Training mode, with the batch's statistics (biased variance), reduced in float32 whatever the
+            # compute dtype, as Flax's BatchNorm does. A pure function keeps no running statistics: they
+            # change no gradient, and XLA would drop their update as dead code anyway.
+            x32 = x.astype(jnp.float32)
+            mean = jnp.mean(x32, axis=(0, 2, 3), keepdims=True)
+            var = jnp.mean(jnp.square(x32 - mean), axis=(0, 2, 3), keepdims=True)
+            y = (x32 - mean) * lax.rsqrt(var + eps)
+            return (y * w["weight"][None, :, None, None].astype(jnp.float32)
+                    + w["bias"][None, :, None, None].astype(jnp.float32)).astype(x.dtype)
+        return batchnorm
+    if layer.type == "add":
+        return lambda w, key, train, *xs: sum(xs[1:], xs[0])
+    if layer.type == "global_pool":
+        return lambda w, key, train, x: jnp.mean(x, axis=(2, 3))
+    if layer.type == "channel_scale":
+        return lambda w, key, train, x, s: x * s[:, :, None, None]
+    if layer.type in _ACTIVATIONS:
+        function = _ACTIVATIONS[layer.type]
+        return lambda w, key, train, x: function(x)
     raise Unsupported(f"the jax adapter cannot build layer '{layer.name}' of type '{layer.type}'")
+
+
+_ACTIVATIONS = {"relu6": jax.nn.relu6, "silu": jax.nn.silu, "sigmoid": jax.nn.sigmoid, "hardswish": jax.nn.hard_swish}
 
 
 def has_dropout(spec: NetworkSpec) -> bool:

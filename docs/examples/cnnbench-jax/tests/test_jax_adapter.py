@@ -139,7 +139,57 @@ def test_every_layer_type_computes_the_reference_function(precision, tolerance):
     assert max(errors.values()) < tolerance, errors
 
 
-@pytest.mark.parametrize("network", ["lenet", "alexnet", "overfeat", "vgg_a", "googlenet"])
+MODERN = """
+name = "modern"
+input = [3, 12, 12]
+default_batch_size = 2
+layers = [
+  {name = "stem", type = "conv", filters = 8, kernel = 3, stride = 2, pad = 1, bias = false},
+  {name = "stem_bn", type = "batchnorm"},
+  {name = "stem_act", type = "hardswish"},
+  {name = "expand", type = "conv", filters = 16, kernel = 1, bias = false},
+  {name = "expand_bn", type = "batchnorm", eps = 1e-3},
+  {name = "expand_act", type = "relu6"},
+  {name = "dw", type = "conv", filters = 16, kernel = 3, pad = 1, groups = 16, bias = false},
+  {name = "dw_act", type = "silu"},
+  {name = "se_pool", type = "global_pool"},
+  {name = "se_fc1", type = "fc", outputs = 4},
+  {name = "se_act", type = "silu"},
+  {name = "se_fc2", type = "fc", outputs = 16},
+  {name = "se_gate", type = "sigmoid"},
+  {name = "se", type = "channel_scale", inputs = ["dw_act", "se_gate"]},
+  {name = "project", type = "conv", filters = 8, kernel = 1, bias = false},
+  {name = "project_bn", type = "batchnorm"},
+  {name = "add", type = "add", inputs = ["project_bn", "stem_act"]},
+  {name = "pool", type = "global_pool"},
+  {name = "fc", type = "fc", outputs = 5},
+  {name = "loss", type = "softmax_loss"},
+]
+"""
+
+
+def test_issue_17_layer_types_compute_the_reference_function():
+    """Batch norm, add, depthwise convolution, squeeze-and-excitation and the new activations."""
+    pytest.importorskip("cnnbench_caffe")
+    from cnnbench.config import RunConfig
+    from cnnbench.spec import loads_spec
+    from cnnbench.verify import make_inputs, relative_error
+
+    spec = loads_spec(MODERN)
+    arrays = make_inputs(spec, 3, seed=1)
+    weights, ref = _reference(spec, arrays)
+    adapter = JaxAdapter()
+    cfg = RunConfig(framework="jax", network="modern", batch_size=3)
+    adapter.prepare(cfg)
+    got = adapter.verify(spec, cfg, weights, arrays["data"], arrays["labels"])
+    errors = {"loss": relative_error(got.loss, ref.loss), "logits": relative_error(got.logits, ref.logits)}
+    errors.update({f"{layer}/{kind}": relative_error(got.grads[layer][kind], array)
+                   for layer, kinds in ref.grads.items() for kind, array in kinds.items()})
+    assert max(errors.values()) < 1e-4, errors
+
+
+@pytest.mark.parametrize("network", ["lenet", "alexnet", "overfeat", "vgg_a", "googlenet", "resnet18", "resnet50",
+                                     "mobilenet_v2", "efficientnet_b0"])
 def test_every_builtin_network_has_the_spec_parameters_and_logits(network):
     """Traced, not run (jax.eval_shape): the whole step's shapes without its arithmetic."""
     import jax
