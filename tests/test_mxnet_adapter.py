@@ -153,7 +153,8 @@ def test_fp16_on_the_cpu_is_unsupported_in_the_worker(mxnet_env):
     assert result.status == "unsupported" and "float16" in result.reason
 
 
-@pytest.mark.parametrize("network", ["alexnet", "googlenet", "lenet", "overfeat", "vgg_a"])
+@pytest.mark.parametrize("network", ["alexnet", "googlenet", "lenet", "overfeat", "vgg_a", "resnet18", "resnet50",
+                                     "mobilenet_v2", "efficientnet_b0"])
 def test_every_builtin_network_builds_and_steps(mxnet_env, network):
     result = bench(mxnet_env, resolve_network(network), batch_size=1, threads=1)
     assert result.status == "ok", (result.reason, result.provenance.get("worker_stderr_tail"))
@@ -243,12 +244,42 @@ def verify_job(tmp_path, spec, framework, kernels, arrays_path, python=None, mod
         return {key: data[key] for key in data.files}
 
 
-@pytest.mark.parametrize("network", ["lenet", "every_layer"])
+MODERN = """
+name = "modern"
+input = [3, 12, 12]
+default_batch_size = 2
+layers = [
+  {name = "stem", type = "conv", filters = 8, kernel = 3, stride = 2, pad = 1, bias = false},
+  {name = "stem_bn", type = "batchnorm"},
+  {name = "stem_act", type = "hardswish"},
+  {name = "expand", type = "conv", filters = 16, kernel = 1, bias = false},
+  {name = "expand_bn", type = "batchnorm", eps = 1e-3},
+  {name = "expand_act", type = "relu6"},
+  {name = "dw", type = "conv", filters = 16, kernel = 3, pad = 1, groups = 16, bias = false},
+  {name = "dw_act", type = "silu"},
+  {name = "se_pool", type = "global_pool"},
+  {name = "se_fc1", type = "fc", outputs = 4},
+  {name = "se_act", type = "silu"},
+  {name = "se_fc2", type = "fc", outputs = 16},
+  {name = "se_gate", type = "sigmoid"},
+  {name = "se", type = "channel_scale", inputs = ["dw_act", "se_gate"]},
+  {name = "project", type = "conv", filters = 8, kernel = 1, bias = false},
+  {name = "project_bn", type = "batchnorm"},
+  {name = "add", type = "add", inputs = ["project_bn", "stem_act"]},
+  {name = "pool", type = "global_pool"},
+  {name = "fc", type = "fc", outputs = 5},
+  {name = "loss", type = "softmax_loss"},
+]
+"""
+
+
+@pytest.mark.parametrize("network", ["lenet", "every_layer", "modern"])
 @pytest.mark.parametrize("kernels", ["vendor", "native"])
 def test_verify_matches_the_float64_reference(mxnet_env, tmp_path, network, kernels):
     import numpy as np
 
-    spec = loads_spec(EVERY_LAYER, "every_layer.toml") if network == "every_layer" else resolve_network(network)
+    texts = {"every_layer": EVERY_LAYER, "modern": MODERN}  # modern: issue 17's layer types
+    spec = loads_spec(texts[network], f"{network}.toml") if network in texts else resolve_network(network)
     arrays = make_inputs(spec, 2, seed=0)
     path = str(tmp_path / "inputs.npz")
     np.savez(path, **arrays)

@@ -10,9 +10,9 @@ from cnnbench.plugins import PluginHost
 
 
 #: Issue 17's networks (batch norm, add, depthwise convolution, squeeze-and-excitation) and the adapters that
-#: run them so far; the others must refuse them as unsupported, with the layer type in the reason.
+#: run them; any other (a third-party plugin) must refuse them as unsupported, with the layer type in the reason.
 MODERN = {"resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0"}
-RUNS_MODERN = {"caffe", "torch", "tensorflow", "jax"}
+RUNS_MODERN = {"caffe", "torch", "tensorflow", "jax", "mxnet"}
 
 
 def installed_frameworks() -> list[str]:

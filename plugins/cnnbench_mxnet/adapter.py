@@ -171,7 +171,8 @@ class MXNetAdapter(FrameworkAdapter):
             net.hybridize(static_alloc=True, static_shape=True)
             x = mx.nd.random.normal(shape=(config.batch_size, *spec.input_shape), ctx=ctx, dtype=dtype)
             y = mx.nd.random.randint(0, spec.num_classes, shape=(config.batch_size,), ctx=ctx).astype("float32")
-            params = list(net.collect_params().values())
+            # Not batch norm's running statistics, which have no gradient (grad_req "null").
+            params = [p for p in net.collect_params().values() if p.grad_req != "null"]
             trainer = None
             if config.optimizer:
                 # The loss is a mean already, so the update rescales by 1, not by the batch size.

@@ -14,6 +14,7 @@ from mxnet.gluon import nn
 
 from cnnbench.adapter import Unsupported
 from cnnbench.spec import Layer, NetworkSpec
+from cnnbench_mxnet.modern import modern_block
 
 #: He initialisation (keeps activations at their size through ReLUs); any init times the same, but
 #: exploding values would be a different workload (denormals, infinities). Uniform, not gaussian: MXNet's
@@ -130,6 +131,9 @@ def _layer_block(layer: Layer, cudnn_off: bool, dropout: bool) -> nn.HybridBlock
         return LRN(layer)
     if layer.type == "concat":
         return Concat(prefix=f"{layer.name}_")
+    block = modern_block(layer)
+    if block is not None:
+        return block
     raise Unsupported(f"the mxnet adapter cannot build layer '{layer.name}' of type '{layer.type}'")
 
 
