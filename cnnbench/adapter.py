@@ -185,7 +185,8 @@ class FrameworkAdapter(ABC):
 
         Canonical layout, the same for every adapter (converting is the adapter's job): convolution
         weights ``[out, in / groups, kh, kw]``, fully connected weights ``[out, in]`` with a 3-D input
-        flattened in C, H, W order, biases ``[out]``; ``data`` is ``[batch, C, H, W]``, ``labels`` are
+        flattened in C, H, W order, biases ``[out]``; a batch norm's ``weight`` and ``bias`` are its scale and
+        shift, ``[C]`` each, and it uses the batch's statistics; ``data`` is ``[batch, C, H, W]``, ``labels`` are
         integer classes ``[batch]``; all arrays arrive as float64 / int64 NumPy arrays. The loss is the
         mean softmax cross-entropy over the batch; dropout layers pass their input through unchanged.
         Computation happens at ``config.precision`` on ``config.device``; the results come back as
