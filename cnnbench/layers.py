@@ -225,10 +225,11 @@ def _batchnorm(p: Params, shapes: Shapes) -> Inferred:
     """Per-channel normalisation with the batch's statistics (training mode), then a learnable scale
     and shift: 2 x C parameters. The running statistics are state, not parameters (torchvision counts
     them as buffers), and the normalisation is not a multiply-add of weights: 0 FLOPs by the convention."""
-    params = {"eps": p.number("eps", BATCHNORM_EPS, positive=True), "momentum": p.ratio("momentum", BATCHNORM_MOMENTUM)}
-    if params["momentum"] == 0:
-        raise p.fail("'momentum' must be a number in (0, 1) (the weight of the batch's statistics in the "
-                     "running ones, PyTorch's convention), not 0")
+    momentum = p._get("momentum", BATCHNORM_MOMENTUM)
+    if not is_number(momentum) or not 0 < momentum < 1:
+        raise p.fail(f"'momentum' must be a number in (0, 1), the weight of the batch's statistics in the running "
+                     f"ones (PyTorch's convention), not {show(momentum)}")
+    params = {"eps": p.number("eps", BATCHNORM_EPS, positive=True), "momentum": float(momentum)}
     _need_rank(p, shapes[0], (3,))
     return params, shapes[0], 2 * shapes[0][0], 0
 

@@ -65,8 +65,10 @@ def test_shapes_and_counts_of_the_new_types():
 
 @pytest.mark.parametrize("layer, message", [
     ('name = "bn", type = "batchnorm", eps = 0', "'eps' must be a positive number, not 0"),
-    ('name = "bn", type = "batchnorm", momentum = 1', "'momentum' must be a number in [0, 1), not 1"),
+    ('name = "bn", type = "batchnorm", momentum = 1', "'momentum' must be a number in (0, 1), the weight of the "
+     "batch's statistics in the running ones (PyTorch's convention), not 1"),
     ('name = "bn", type = "batchnorm", momentum = 0', "'momentum' must be a number in (0, 1)"),
+    ('name = "bn", type = "batchnorm", momentum = "x"', "'momentum' must be a number in (0, 1)"),
     ('name = "bn", type = "batchnorm", mode = "x"', "unknown key 'mode' for type 'batchnorm'; valid keys: eps,"),
     ('name = "g", type = "global_pool", mode = "max"', "'mode' must be one of avg, not 'max'"),
     ('name = "a", type = "add"', "type 'add' needs 2 or more inputs"),
