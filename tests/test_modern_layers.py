@@ -262,3 +262,22 @@ def test_small_modern_net_matches_pytorch_autograd_in_float64():
         for key, tensor in arrays_.items():
             np.testing.assert_allclose(out.grads[name][key], tensor.grad.numpy(), rtol=1e-8, atol=1e-12,
                                        err_msg=f"{name}/{key}")
+
+
+# -- a network's own verify tolerances ---------------------------------------------------------------
+
+def test_a_spec_states_its_verify_tolerances_and_bad_ones_are_one_line_errors():
+    from cnnbench.verify import TOLERANCES, relative_error, tolerance
+
+    text = net('name = "c", type = "conv", filters = 2, kernel = 1')
+    spec = loads_spec("verify_tolerance = {fp32 = 0.05}\n" + text)
+    assert tolerance(spec, "fp32") == 0.05 and tolerance(spec, "bf16") == TOLERANCES["bf16"]
+    assert tolerance(loads_spec(text), "fp32") == TOLERANCES["fp32"]
+    for bad in ("{fp33 = 0.1}", "{fp32 = 0}", "{fp32 = 1.5}", "0.1"):
+        with pytest.raises(SpecError, match=r"'verify_tolerance' must be a table of precision = tolerance, a number "
+                                            r"in \(0, 1\), for the precisions fp32, fp16, bf16, tf32") as err:
+            loads_spec(f"verify_tolerance = {bad}\n" + text)
+        assert "\n" not in str(err.value)
+    # a gradient that is zero in exact arithmetic is measured against the floor, not its own norm
+    assert relative_error([1e-9], [1e-18]) > 1e8
+    assert relative_error([1e-9], [1e-18], floor=1e-4) < 1e-4
