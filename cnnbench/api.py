@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Iterable, Mapping
 
-from cnnbench.results import Result
+from cnnbench.results.record import Result
 
 
 class Results(list):
@@ -34,7 +34,7 @@ class Results(list):
         self.store_error = store_error
 
     def table(self) -> str:
-        from cnnbench.report import results_table
+        from cnnbench.results.report import results_table
 
         return results_table(list(self))
 
@@ -51,7 +51,7 @@ class Results(list):
         return f"<Results {where}: {len(self)} of {self.cells_planned} cells ({statuses}){cut}>"
 
     def _repr_markdown_(self) -> str:
-        from cnnbench.report import results_table
+        from cnnbench.results.report import results_table
 
         return results_table(list(self), tablefmt="github")
 
@@ -60,7 +60,7 @@ class Results(list):
         return [r.to_dict() for r in self]
 
     def to_json(self) -> str:
-        from cnnbench.report import results_json
+        from cnnbench.results.report import results_json
 
         return results_json(list(self), {"session": self.session} if self.session is not None else None)
 
@@ -71,7 +71,7 @@ class Results(list):
             import pandas
         except ImportError:
             raise ImportError("Results.to_pandas needs pandas: pip install 'cnnbench[pandas]'") from None
-        from cnnbench.report import INTEGER_COLUMNS, TEXT_COLUMNS, flat_rows
+        from cnnbench.results.report import INTEGER_COLUMNS, TEXT_COLUMNS, flat_rows
 
         frame = pandas.DataFrame(flat_rows(list(self)))
         for column in frame.columns:
@@ -83,7 +83,7 @@ class Results(list):
 
     def plot(self, path: str | None = None, kind: str = "auto", title: str | None = None):
         """The paper-style figure: saved to ``path`` (.png, .svg, .pdf) when given; returns the Figure."""
-        from cnnbench.plots import build_figure, write_figure
+        from cnnbench.results.plots import build_figure, write_figure
 
         title = title or (f"cnnbench run {self.session}" if self.session is not None else None)
         figure = build_figure(list(self), kind=kind, title=title)
@@ -93,7 +93,7 @@ class Results(list):
 
     def compare_to(self, baseline: Results | int | str, db: str | None = None):
         """Each cell's change in time and energy against ``baseline`` (Results, or a stored run reference)."""
-        from cnnbench.baseline import compare_results
+        from cnnbench.results.baseline import compare_results
 
         if not isinstance(baseline, list):
             baseline = load(baseline, db=db or self.db)
@@ -131,7 +131,7 @@ def _given(function, settings: dict[str, Any]) -> dict[str, Any]:
 
 def _execute(command: str, settings: dict[str, Any], db: str | None, store: bool, progress: bool) -> Results:
     from cnnbench.cli import build_parser
-    from cnnbench.grid import execute
+    from cnnbench.execution.session import execute
 
     argv = _argv(command, {**settings, "db": db})
     args = build_parser().parse_args(argv)
@@ -183,7 +183,7 @@ def run(framework: str, network: str = "alexnet", *, batch_size=None, device=Non
 
 def load(run: int | str = "latest", db: str | None = None) -> Results:
     """A stored run (an id, ``"latest"`` or ``-K``) from the results store."""
-    from cnnbench.store import Store, default_path
+    from cnnbench.results.store import Store, default_path
 
     with Store(db or default_path(), create=False) as store:
         session = store.resolve(str(run))
@@ -193,10 +193,10 @@ def load(run: int | str = "latest", db: str | None = None) -> Results:
 
 
 def history(db: str | None = None, limit: int | None = None) -> list:
-    """The stored runs (``cnnbench.store.Session``), newest first."""
+    """The stored runs (``cnnbench.results.store.Session``), newest first."""
     import os
 
-    from cnnbench.store import Store, default_path
+    from cnnbench.results.store import Store, default_path
 
     if not os.path.exists(db or default_path()):
         return []  # nothing stored yet, as `cnnbench history` says

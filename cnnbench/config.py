@@ -19,7 +19,7 @@ class UsageError(Exception):
 
 class StoreError(Exception):
     """The results database cannot be opened, read or written (locked, full, not a database, ...); kept
-    here, not in cnnbench.store, so the CLI can catch it without importing sqlite3."""
+    here, not in cnnbench.results.store, so the CLI can catch it without importing sqlite3."""
 
 
 def check_output_path(path: str, suffixes: tuple[str, ...] = (), overwrite: bool = True, flag: str = "") -> None:
@@ -166,7 +166,7 @@ class Measurement:
     #: iteration is within this fraction of the median (0.02: 2 %); None: exactly ``repeats`` windows.
     stable: float | None = None
     #: ``--stable-max-time``: seconds from the first timed window after which ``stable`` gives up (None:
-    #: ``cnnbench.quality.STABLE_MAX_TIME_S``).
+    #: ``cnnbench.results.quality.STABLE_MAX_TIME_S``).
     stable_max_time: float | None = None
 
 

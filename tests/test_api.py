@@ -9,7 +9,7 @@ import pytest
 import cnnbench
 from cnnbench.api import Results
 from cnnbench.config import UsageError
-from cnnbench.results import Result
+from cnnbench.results.record import Result
 
 FAST = dict(warmup=1, min_time=0.02, repeats=2)
 

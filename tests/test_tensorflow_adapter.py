@@ -23,9 +23,9 @@ if importlib.util.find_spec("cnnbench_tensorflow") is None:
 
 from cnnbench.adapter import Unsupported  # noqa: E402
 from cnnbench.config import RunConfig  # noqa: E402
-from cnnbench.networks import resolve_network  # noqa: E402
+from cnnbench.spec.catalog import resolve_network  # noqa: E402
 from cnnbench.spec import loads_spec  # noqa: E402
-from cnnbench.verify import TOLERANCES, make_inputs, relative_error  # noqa: E402
+from cnnbench.execution.verify import TOLERANCES, make_inputs, relative_error  # noqa: E402
 from cnnbench_tensorflow.adapter import TensorFlowAdapter  # noqa: E402
 from cnnbench_tensorflow.model import SpecNet  # noqa: E402
 

@@ -45,7 +45,7 @@ the adapter (a fresh interpreter for the host-side questions, a worker process p
 - ``prepare``, ``build``, ``step`` and ``synchronize`` run in a real worker (warm-up, two timed windows);
   ``peak_memory`` returns ``(int or None, str)``;
 - ``verify`` gets the float64 reference's loss, logits and gradients for the same weights and data, within
-  the tolerance of the precision (:data:`cnnbench.verify.TOLERANCES`);
+  the tolerance of the precision (:data:`cnnbench.execution.verify.TOLERANCES`);
 - every precision and kernel family the adapter leaves out, and ``cuda`` on a machine without a GPU, ends
   as ``unsupported`` in the worker — an ``Unsupported`` exception, never another one.
 

@@ -157,7 +157,7 @@ def registered(plugin: Any, name: str | None = None) -> Iterator[Registration]:
     root = _import_root(module)
     # A test's own folder goes last, so that it cannot shadow an installed package in the workers; an
     # installed module's site-packages never goes (PYTHONPATH outranks site-packages, and a worker may
-    # run another interpreter, whose own packages must win: see cnnbench.runner._source_root).
+    # run another interpreter, whose own packages must win: see cnnbench.execution.runner._source_root).
     if root and root not in entries and Path(root).name not in ("site-packages", "dist-packages"):
         entries.append(root)
     os.environ["PYTHONPATH"] = os.pathsep.join(entries)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
 from cnnbench.config import Measurement, RunConfig, UsageError, memory_size, positive_float
-from cnnbench.results import REFUSED_STATUSES, Result
+from cnnbench.results.record import REFUSED_STATUSES, Result
 
 
 class Terminated(BaseException):
@@ -66,7 +66,7 @@ def open_meters(names: str, host=None):
 def open_store(args: argparse.Namespace):
     """The results store named by ``--db`` (or the default), opened before anything is measured so a
     database that cannot be written is a usage error, not a lost grid. None when storing is off."""
-    from cnnbench.store import Store, StoreError
+    from cnnbench.results.store import Store, StoreError
 
     if getattr(args, "store", True) is False:
         return None
@@ -89,7 +89,7 @@ _REUSED = {"timeout": "timeout_s", "meters": "meters", "idle": "idle_s", "memory
 def _resume(args: argparse.Namespace, store) -> tuple[Any, list, Measurement, set[int]]:
     """The stored session ``--resume`` names, its cells, its measurement, and the positions already stored."""
     from cnnbench.cli import given
-    from cnnbench.runner import Cell
+    from cnnbench.execution.runner import Cell
     from cnnbench.spec import parse_spec
 
     if store is None:
@@ -118,9 +118,9 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
     records the clock setting a cell ran at)."""
     from cnnbench.cli import MAX_MIN_TIME_S, MAX_TIMEOUT_S, plan, pythons_for
     from cnnbench.plugins import get_host
-    from cnnbench.progress import Progress
-    from cnnbench.runner import run_grid
-    from cnnbench.store import StoreError
+    from cnnbench.execution.progress import Progress
+    from cnnbench.execution.runner import run_grid
+    from cnnbench.results.store import StoreError
 
     host = get_host()
     store = open_store(args)
@@ -133,7 +133,7 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
         else:
             if getattr(args, "preset", None):
                 from cnnbench.cli import given
-                from cnnbench.presets import apply_preset
+                from cnnbench.planning.presets import apply_preset
 
                 apply_preset(args, "compare", given(args))
             cells, measurement = plan(args, host, single)
@@ -151,7 +151,7 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
                              f"{timeout:g}, or every cell that misses its target is stopped as a timeout")
         idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
         memory_limit = memory_size("--memory-limit", args.memory_limit) if args.memory_limit else None
-        from cnnbench.cooldown import parse_cooldown
+        from cnnbench.execution.cooldown import parse_cooldown
 
         cooldown = parse_cooldown(getattr(args, "cooldown", None))
     except BaseException:

@@ -27,8 +27,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnbench.report import AXES, _axis_value
-from cnnbench.results import Result
+from cnnbench.results.report import AXES, _axis_value
+from cnnbench.results.record import Result
 
 CONFIDENCE = 0.95
 FOOTNOTE = (

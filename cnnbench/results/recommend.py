@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from cnnbench.config import UsageError
-from cnnbench.results import Result
+from cnnbench.results.record import Result
 
 
 def add_parser(sub) -> None:
@@ -115,7 +115,7 @@ def _describe(entry: dict[str, Any]) -> str:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from cnnbench.storecmd import _open
+    from cnnbench.cli.store import _open
 
     with _open(args) as store:
         stored = store.find(args.framework, args.network)
@@ -139,7 +139,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(f"left out, noisy: {_describe(entry)}, run {entry['run']}: {'; '.join(entry['noisy_reasons'])}")
     if answer["noisy_only"]:
         print("every stored configuration is noisy: the answers below are ranked from noisy figures; measure "
-              "again on a quieter machine (cnnbench.quality's gate, docs/concepts.md)")
+              "again on a quieter machine (cnnbench.results.quality's gate, docs/concepts.md)")
     print(f"fastest:      {_describe(fastest)}: {fastest['ms_per_image']:.3g} ms/image "
           f"({fastest['images_per_s']:,.1f} images/s), run {fastest['run']}")
     best = answer["least_energy"]

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from cnnbench.config import StoreError, UsageError
-from cnnbench.results import Result
+from cnnbench.results.record import Result
 
 #: Where results go when neither ``--db`` nor ``CNNBENCH_DB`` says otherwise (relative to the cwd).
 DEFAULT_DB = os.path.join(".cnnbench", "results.sqlite")

@@ -6,8 +6,8 @@ adapter builds its framework's network from the same :class:`NetworkSpec`, so ev
 would otherwise discover late (a kernel larger than its input, a typo in a key) is caught here, with a
 message that names the file and the layer.
 
-The layer types live in :mod:`cnnbench.layers`, reusable blocks (``[blocks.NAME]``, expanded into
-ordinary layers before anything else looks at them) in :mod:`cnnbench.spec_blocks`.
+The layer types live in :mod:`cnnbench.spec.layers`, reusable blocks (``[blocks.NAME]``, expanded into
+ordinary layers before anything else looks at them) in :mod:`cnnbench.spec.blocks`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from cnnbench.layers import (  # noqa: F401  (POOL_MODES, ROUND_MODES: re-exported)
+from cnnbench.spec.layers import (  # noqa: F401  (POOL_MODES, ROUND_MODES: re-exported)
     INFER, LAYER_TYPES, MAX_INT, MULTI_INPUT_TYPES, PARAM_KEYS, POOL_MODES, ROUND_MODES, Params, SpecError, is_int, kind,
     show, suggest)
-from cnnbench.spec_blocks import Entry, expand
+from cnnbench.spec.blocks import Entry, expand
 
 try:
     import tomllib

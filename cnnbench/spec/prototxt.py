@@ -1,6 +1,6 @@
 """Caffe prototxt import, and writing a spec mapping out as TOML.
 
-The prototxt is read by a small parser of protobuf's text format (:mod:`cnnbench.textformat`, no
+The prototxt is read by a small parser of protobuf's text format (:mod:`cnnbench.spec.textformat`, no
 protobuf needed): the file is data, never executed. Both of Caffe's syntaxes are read, the old
 ``layers { type: CONVOLUTION }`` and the new ``layer { type: "Convolution" }``, with the network's input
 given by ``input:`` + ``input_dim:``, ``input:`` + ``input_shape { dim: }`` or an ``Input`` layer.
@@ -19,9 +19,9 @@ import os
 import re
 from typing import Any
 
-from cnnbench.layers import SpecError, is_int, is_number, show
+from cnnbench.spec.layers import SpecError, is_int, is_number, show
 from cnnbench.spec import DATA, NetworkSpec, parse_spec, read_text
-from cnnbench.textformat import Ident, Message, parse_prototxt
+from cnnbench.spec.textformat import Ident, Message, parse_prototxt
 
 __all__ = ["load_prototxt", "prototxt_to_data", "dumps_spec_toml", "parse_prototxt", "Message"]
 

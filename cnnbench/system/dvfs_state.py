@@ -1,5 +1,5 @@
 """Applying a dvfs setting and putting the originals back: the state file, the restore, and the sweep loop
-that guarantees it on every way out (see the Restoring paragraph of ``cnnbench.dvfs``).
+that guarantees it on every way out (see the Restoring paragraph of ``cnnbench.system.dvfs``).
 
     NEVER pass ``--allow-clock-changes`` on a shared or lent machine: what this module changes is the
     whole GPU's (or CPU's), for every user, and outlives the process that changed it.
@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from cnnbench import dvfs
+from cnnbench.system import dvfs
 from cnnbench.config import UsageError
 
 # -- the state file -----------------------------------------------------------------------------------
 
 
 def state_path() -> Path:
-    from cnnbench.envs import data_dir
+    from cnnbench.system.envs import data_dir
 
     return data_dir() / dvfs.STATE_FILE
 
@@ -158,7 +158,7 @@ def _restore_gpus(entries: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
 def restore(state: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Put back what ``state`` holds: (what was restored, what failed). The state file is deleted only
     when nothing failed, so that ``cnnbench dvfs --restore`` can try again."""
-    from cnnbench.cpufreq import restore_policies
+    from cnnbench.system.cpufreq import restore_policies
 
     done, errors = restore_policies(state.get("cpu") or [])
     if state.get("gpus"):
@@ -192,7 +192,7 @@ def deferred_signals() -> Iterator[list[int]]:
 
 
 def _stop(signum: int) -> BaseException:
-    from cnnbench.grid import Terminated
+    from cnnbench.execution.session import Terminated
 
     return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signal.Signals(signum).name)
 
@@ -215,7 +215,7 @@ def sweep(state: dict[str, Any], settings: list, apply: Callable[[Any], dict[str
     """For each setting: ``apply(setting)``, then ``run(setting, applied)`` (a GridRun). ``state`` is written
     to the state file before the first change and restored on every way out; exceptions other than the
     stop signals propagate after the restore. ``SweepOutcome.restored`` says what was put back."""
-    from cnnbench.grid import Terminated
+    from cnnbench.execution.session import Terminated
 
     check_no_state()
     out = SweepOutcome()

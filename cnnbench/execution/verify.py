@@ -22,7 +22,7 @@ from typing import Any
 
 from cnnbench.config import RunConfig
 from cnnbench.plugins import PluginHost
-from cnnbench.runner import run_worker
+from cnnbench.execution.runner import run_worker
 from cnnbench.spec import NetworkSpec
 
 REFERENCE = "caffe"
@@ -112,7 +112,7 @@ def _run_one(framework: str, spec: NetworkSpec, config: RunConfig, arrays_path: 
         return failure[0], failure[1], None
     final = outcome.final
     if final["event"] != "verified":
-        from cnnbench.worker import FINAL_EVENTS
+        from cnnbench.execution.worker import FINAL_EVENTS
 
         reason = final.get("reason") or final.get("message")
         if final["event"] == "error":

@@ -2,7 +2,7 @@
 the layers add up to the whole network's training step.
 
 Every layer of the network runs alone in one worker, forward and backward separately, in timed windows
-the meters integrate; then the whole network's step in the same worker (``cnnbench.layerbench``). The
+the meters integrate; then the whole network's step in the same worker (``cnnbench.execution.layer_timing``). The
 axes take one value each; the measurement flags mean what they mean for ``run``.
 
 Exit codes as for ``run``: 0 when the layers were measured, or the framework cannot run single layers
@@ -68,14 +68,14 @@ def add_layers_parser(sub) -> None:
 
 def cmd_layers(args: argparse.Namespace) -> int:
     from cnnbench.cli import MAX_MIN_TIME_S, MAX_TIMEOUT_S, plan, pythons_for
-    from cnnbench.grid import Terminated, open_meters
-    from cnnbench.layerbench import progress_events, run_layers
+    from cnnbench.execution.session import Terminated, open_meters
+    from cnnbench.execution.layer_timing import progress_events, run_layers
     from cnnbench.plugins import get_host
-    from cnnbench.progress import Progress
+    from cnnbench.execution.progress import Progress
 
     if args.preset:
         from cnnbench.cli import given
-        from cnnbench.presets import apply_preset
+        from cnnbench.planning.presets import apply_preset
 
         apply_preset(args, "layers", given(args))
     if not args.framework:
@@ -87,14 +87,14 @@ def cmd_layers(args: argparse.Namespace) -> int:
     host = get_host()
     (cell,), measurement = plan(args, host, single=True)
     if args.plot:
-        from cnnbench.plots import check_figure_path
+        from cnnbench.results.plots import check_figure_path
 
         check_figure_path(args.plot)  # before minutes of measuring, not after
     python = pythons_for(args.python, [cell.config.framework], host).get(cell.config.framework)
     timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
     idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
     memory_limit = memory_size("--memory-limit", args.memory_limit) if args.memory_limit else None
-    from cnnbench.cooldown import Cooldown, parse_cooldown
+    from cnnbench.execution.cooldown import Cooldown, parse_cooldown
 
     cooldown = parse_cooldown(args.cooldown)
     meters = open_meters(args.meters, host)
@@ -134,7 +134,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
         print(f"cnnbench: layers: {report['framework']}: {report['status']}: {report['reason']}", file=sys.stderr)
         return 1 if report["status"] in ("error", "oom", "timeout") else 0
     if args.plot:
-        from cnnbench.plots import save_layers_figure
+        from cnnbench.results.plots import save_layers_figure
 
         save_layers_figure(report, args.plot)
         print(f"figure written to {args.plot}", file=sys.stderr)
@@ -145,7 +145,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def _ms(value: float) -> str:
-    from cnnbench.layerbench import fmt_ms
+    from cnnbench.execution.layer_timing import fmt_ms
 
     return fmt_ms(value)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from cnnbench.quality import ONE_WINDOW
-from cnnbench.results import SCHEMA_VERSION, Result
+from cnnbench.results.quality import ONE_WINDOW
+from cnnbench.results.record import SCHEMA_VERSION, Result
 
 AXES = (
     ("framework", "framework"),

@@ -12,7 +12,7 @@ not), ``scaling_available_frequencies``. Frequencies are kHz in sysfs and MHz on
 
 Applying writes ``scaling_governor`` and ``scaling_max_freq`` of every policy (the minimum is left alone: the
 kernel caps it at the new maximum), which needs write permission to those files (root). The originals go
-into the same state file as the GPU's (``cnnbench.dvfs``) and come back by the same restore paths.
+into the same state file as the GPU's (``cnnbench.system.dvfs``) and come back by the same restore paths.
 Virtual machines and many containers have no cpufreq at all: that is said as "no cpufreq here".
 """
 
@@ -125,7 +125,7 @@ def plan(policies: list[Policy], governors: str | None, max_freqs: str | None, m
     """Governors (default: the current one) times maximum frequencies (default: an evenly spread subset of
     the choices, ``max_settings`` settings in all), each checked against what every policy offers."""
     from cnnbench.config import split_list
-    from cnnbench.dvfs import spread
+    from cnnbench.system.dvfs import spread
 
     common = [g for g in policies[0].governors if all(g in p.governors for p in policies)]
     if governors:
@@ -155,9 +155,9 @@ def plan(policies: list[Policy], governors: str | None, max_freqs: str | None, m
 
 
 def writable(path: str, who: Any) -> bool:
-    """Whether ``who`` (a cnnbench.dvfs.Identity) may write ``path``: the process's own access (read-only
+    """Whether ``who`` (a cnnbench.system.dvfs.Identity) may write ``path``: the process's own access (read-only
     mounts) and the file's owner and mode for that identity, as the kernel decides (ACLs aside)."""
-    from cnnbench.dvfs import CAP_DAC_OVERRIDE
+    from cnnbench.system.dvfs import CAP_DAC_OVERRIDE
 
     if not os.access(path, os.W_OK):
         return False
@@ -187,7 +187,7 @@ def originals(policies: list[Policy]) -> list[dict[str, Any]]:
 
 
 def _write(path: str, value: str) -> None:
-    from cnnbench.dvfs import ApplyError
+    from cnnbench.system.dvfs import ApplyError
 
     try:
         with open(path, "w") as f:
@@ -202,7 +202,7 @@ def _write(path: str, value: str) -> None:
 def apply(policies: list[Policy], setting: CpuSetting) -> dict[str, Any]:
     """Set every policy's governor and maximum frequency (clamped to its own hardware range: hybrid CPUs
     have cores of different ranges); return what the files say afterwards."""
-    from cnnbench.dvfs import ApplyError
+    from cnnbench.system.dvfs import ApplyError
 
     changed = False
     for p in policies:
@@ -221,7 +221,7 @@ def apply(policies: list[Policy], setting: CpuSetting) -> dict[str, Any]:
 
 def restore_policies(entries: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """Put back each policy's governor and maximum frequency: (what was restored, what failed)."""
-    from cnnbench.dvfs import ApplyError
+    from cnnbench.system.dvfs import ApplyError
 
     done: list[str] = []
     errors: list[str] = []

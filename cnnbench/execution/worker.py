@@ -1,4 +1,4 @@
-"""The worker: one job, one adapter, one fresh process (``python -m cnnbench.worker``).
+"""The worker: one job, one adapter, one fresh process (``python -m cnnbench.execution.worker``).
 
 Protocol (version 1). The host writes one JSON object to the worker's stdin and closes it:
 
@@ -95,9 +95,9 @@ def measure(
 
     With ``stable`` (``--stable``: a relative half-width, 0.02 for 2 %) windows go on being added after
     the ``repeats`` until the 95 % interval of the median time per iteration is that close to the median,
-    or until ``stable_max_time`` seconds from the first window (see :func:`cnnbench.quality.keep_going`).
+    or until ``stable_max_time`` seconds from the first window (see :func:`cnnbench.results.quality.keep_going`).
     """
-    from cnnbench.quality import STABLE_MAX_TIME_S, keep_going
+    from cnnbench.results.quality import STABLE_MAX_TIME_S, keep_going
 
     now = time.monotonic
     per_iter: float | None = None

@@ -2,14 +2,14 @@
 every timed window from the meter session, and the report: per layer, per layer type, and the coherence
 check of the layers' sum against the whole network's training step timed in the same worker.
 
-The report is a plain JSON-able dict (``--json`` prints it); the tables (``cnnbench.layercmd``) and the
-figure (``cnnbench.plots.build_layers_figure``) are drawn from it and nothing else, so what they show is
+The report is a plain JSON-able dict (``--json`` prints it); the tables (``cnnbench.cli.layers``) and the
+figure (``cnnbench.results.plots.build_layers_figure``) are drawn from it and nothing else, so what they show is
 what ``--json`` says.
 
 Figures per layer and direction (forward, backward):
 
 - time: the median over the windows of each window's time per iteration (ms), as ``run`` reports it;
-- energy: package + DRAM + the run's GPU (``cnnbench.energy``) integrated over the layer's windows,
+- energy: package + DRAM + the run's GPU (``cnnbench.meters.energy``) integrated over the layer's windows,
   divided by the images those windows processed (J/image), and that energy over the windows' time (W).
 
 A layer's total is forward + backward; a layer type's figures are sums over its layers. Power of a sum
@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 from cnnbench.adapter import DIRECTIONS, FrameworkAdapter
 from cnnbench.config import Measurement
-from cnnbench.energy import attach_energy
-from cnnbench.results import Result
-from cnnbench.runner import Cell, EventHandler, _attach_meters, _gpu_domain, _to_result, new_result, preflight, \
+from cnnbench.meters.energy import attach_energy
+from cnnbench.results.record import Result
+from cnnbench.execution.runner import Cell, EventHandler, _attach_meters, _gpu_domain, _to_result, new_result, preflight, \
     run_worker
 
 SCHEMA_VERSION = 1
@@ -228,7 +228,7 @@ def fmt_j(joules: float) -> str:
 
 
 def progress_events(progress: Any, total: int) -> Callable[[dict[str, Any], Any], None]:
-    """An ``on_event`` that moves a :class:`cnnbench.progress.Progress` along the worker's layers."""
+    """An ``on_event`` that moves a :class:`cnnbench.execution.progress.Progress` along the worker's layers."""
     state = {"started": False}
 
     def on_event(event: dict[str, Any], proc: Any) -> None:

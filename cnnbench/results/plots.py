@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnbench.config import UsageError
-from cnnbench.energy import TOTAL_KINDS
-from cnnbench.report import AXES, _axis_value, cell_warnings, is_noisy
-from cnnbench.results import Result
+from cnnbench.meters.energy import TOTAL_KINDS
+from cnnbench.results.report import AXES, _axis_value, cell_warnings, is_noisy
+from cnnbench.results.record import Result
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 FORMATS = ("png", "svg", "pdf")
 KINDS = ("auto", "energy", "batch")
 #: Bottom first. Only disjoint kinds are stacked: core and psys lie inside the package, and adding them would
-#: count the same joules twice (see cnnbench.energy).
+#: count the same joules twice (see cnnbench.meters.energy).
 STACK_ORDER = tuple(k for k in ("gpu", "cpu_package", "dram") if k in TOTAL_KINDS)
 _NAMES = {"gpu": "GPU", "cpu_package": "CPU package", "dram": "DRAM"}
 _COLOURS = {"gpu": "#4d8c1f", "cpu_package": "#2f6db5", "dram": "#d9822b"}
@@ -430,7 +430,7 @@ def _batch_figure(figure_class: Any, results: list[Result], ok: list[Result], ti
 
 # -- energy by layer type (Fig. 5) --------------------------------------------------------------------------
 
-#: One colour per layer type of ``cnnbench.layerbench.TYPES``, convolution darkest: it dominates (87 % in the paper).
+#: One colour per layer type of ``cnnbench.execution.layer_timing.TYPES``, convolution darkest: it dominates (87 % in the paper).
 _TYPE_COLOURS = {"convolution": "#1f4e8c", "pooling": "#6aa84f", "ReLU": "#e69138", "fully connected": "#a64d79",
                  "LRN": "#45b5c4", "concat": "#999999", "other": "#d9d2a6"}
 _PART_NAMES = {"forward": "forward", "backward": "backward", "total": "forward + backward"}

@@ -1,6 +1,6 @@
 """``cnnbench env create|list|remove FRAMEWORK``: an isolated interpreter per framework.
 
-The work happens in :mod:`cnnbench.envs`; this module is the command line around it. Usage errors are
+The work happens in :mod:`cnnbench.system.envs`; this module is the command line around it. Usage errors are
 :class:`~cnnbench.config.UsageError` (one line naming the valid choices); a failing venv or pip is
 printed with its command and last lines, exit code 1.
 """
@@ -44,7 +44,7 @@ def add_env_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from cnnbench import envs
+    from cnnbench.system import envs
 
     action = getattr(args, "env_action", None)
     if action is None:
@@ -65,7 +65,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from cnnbench import envs
+    from cnnbench.system import envs
     from cnnbench.plugins import get_host
 
     python = sys.executable

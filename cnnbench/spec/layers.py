@@ -1,7 +1,7 @@
 """The layer types of the network spec: their parameters, shape inference and costs.
 
 Also home to :class:`SpecError` and the message helpers that every part of the spec layer shares
-(:mod:`cnnbench.spec`, :mod:`cnnbench.spec_blocks`, :mod:`cnnbench.prototxt`), so that they can import
+(:mod:`cnnbench.spec`, :mod:`cnnbench.spec.blocks`, :mod:`cnnbench.spec.prototxt`), so that they can import
 them without importing each other.
 """
 

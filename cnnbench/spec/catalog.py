@@ -22,9 +22,9 @@ class UnknownNetwork(SpecError):
 
 def builtin_dir() -> pathlib.Path:
     """Where the built-in specs live: inside the package when installed, else the checkout's networks/."""
-    here = pathlib.Path(__file__).resolve().parent
+    here = pathlib.Path(__file__).resolve().parent.parent  # the cnnbench package
     # The wheel maps the top-level networks/ folder to cnnbench/_networks (see pyproject.toml); the
-    # underscore keeps it from being confused with this module.
+    # underscore keeps it from being confused with a module.
     installed = here / "_networks"
     return installed if installed.is_dir() else here.parent / "networks"
 
@@ -60,7 +60,7 @@ def is_path(name_or_path: str | os.PathLike) -> bool:
 def load_network_file(path: str | os.PathLike) -> NetworkSpec:
     """A spec file: a Caffe definition if its name ends in .prototxt, else a TOML spec."""
     if os.fspath(path).endswith(".prototxt"):
-        from cnnbench.prototxt import load_prototxt
+        from cnnbench.spec.prototxt import load_prototxt
 
         return load_prototxt(path)
     return load_spec(path)

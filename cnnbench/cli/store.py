@@ -16,7 +16,7 @@ PLOT_KINDS = ("auto", "energy", "batch")
 def add_store_parsers(sub) -> None:
     from cnnbench.cli import add_db
 
-    from cnnbench.recommend import add_parser as add_recommend
+    from cnnbench.results.recommend import add_parser as add_recommend
 
     add_recommend(sub)
     p = sub.add_parser("history", help="the stored runs: when, what, how many cells")
@@ -42,7 +42,7 @@ def add_store_parsers(sub) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from cnnbench.store import Store, default_path
+    from cnnbench.results.store import Store, default_path
 
     path = args.db or default_path()
     if not os.path.exists(path):
@@ -57,7 +57,7 @@ def cmd_store(args: argparse.Namespace) -> int:
     if args.command == "show":
         return cmd_show(args)
     if args.command == "recommend":
-        from cnnbench.recommend import cmd_recommend
+        from cnnbench.results.recommend import cmd_recommend
 
         return cmd_recommend(args)
     return cmd_report(args)
@@ -76,7 +76,7 @@ def _cells(session) -> str:
 def cmd_history(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from cnnbench.store import default_path
+    from cnnbench.results.store import default_path
 
     limit = positive_int("--limit", args.limit, allow_zero=True)
     if not os.path.exists(args.db or default_path()):
@@ -113,7 +113,7 @@ def _header(session, results) -> list[str]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from cnnbench.report import results_json, results_table
+    from cnnbench.results.report import results_json, results_table
 
     with _open(args) as store:
         session = store.resolve(args.run)
@@ -129,7 +129,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from cnnbench.report import results_csv, results_json, results_table
+    from cnnbench.results.report import results_csv, results_json, results_table
 
     if args.format not in REPORT_FORMATS:
         raise UsageError(f"unknown report format '{args.format}'; valid choices: {', '.join(REPORT_FORMATS)}")
@@ -146,13 +146,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         baseline = [r for _, r in store.results(base_session.id)] if base_session else None
     changes = None
     if baseline is not None:
-        from cnnbench.baseline import compare_results
+        from cnnbench.results.baseline import compare_results
 
         changes = compare_results(results, baseline)
     if args.format == "json":
         extra = {"session": session.to_dict()}
         if changes is not None:
-            from cnnbench.baseline import changes_json
+            from cnnbench.results.baseline import changes_json
 
             extra["baseline"] = {"session": base_session.to_dict(), "changes": changes_json(changes)}
         text = results_json(results, extra)
@@ -164,7 +164,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         parts = [f"# cnnbench run {session.id}", "", *(f"- {line}" for line in _header(session, list(enumerate(results)))),
                  "", results_table(results, tablefmt="github")]
         if changes is not None:
-            from cnnbench.baseline import changes_table
+            from cnnbench.results.baseline import changes_table
 
             parts += ["", f"## Against run {base_session.id} ({_when(base_session.started)})", "",
                       changes_table(changes, tablefmt="github")]
@@ -174,7 +174,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             parts += ["", f"![run {session.id}]({os.path.relpath(os.path.abspath(args.plot), where)})"]
         text = "\n".join(parts)
     if args.plot:
-        from cnnbench.plots import save_figure
+        from cnnbench.results.plots import save_figure
 
         kind = save_figure(results, args.plot, kind=args.kind, title=f"cnnbench run {session.id}")
         print(f"cnnbench: {kind} figure written to {args.plot}", file=sys.stderr)
@@ -191,7 +191,7 @@ def changes_csv(changes) -> str:
     import csv
     import io
 
-    from cnnbench.baseline import changes_json
+    from cnnbench.results.baseline import changes_json
 
     rows = changes_json(changes)
     out = io.StringIO()
@@ -214,7 +214,7 @@ def _flatten(row: dict, prefix: str = "") -> dict:
 
 
 def check_plot_path(path: str) -> None:
-    from cnnbench.plots import FORMATS
+    from cnnbench.results.plots import FORMATS
 
     extension = os.path.splitext(path)[1].lower().lstrip(".")
     if extension not in FORMATS:

@@ -1,7 +1,7 @@
 """A small reader of protobuf's text format (what Caffe's .prototxt files are written in).
 
 Data only: the text is tokenised and parsed into :class:`Message` objects, never evaluated, and no
-protobuf schema or library is needed. Errors are :class:`~cnnbench.layers.SpecError` one-liners that
+protobuf schema or library is needed. Errors are :class:`~cnnbench.spec.layers.SpecError` one-liners that
 name the source and the line.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cnnbench.layers import SpecError
+from cnnbench.spec.layers import SpecError
 
 __all__ = ["Ident", "Message", "parse_prototxt"]
 

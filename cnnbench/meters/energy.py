@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cnnbench.results import Result
+from cnnbench.results.record import Result
 
 #: Disjoint domain kinds whose sum is what the machine measurably drew for the cell.
 TOTAL_KINDS = ("cpu_package", "dram", "gpu")

@@ -6,7 +6,7 @@ maximum frequency), run one workload at each setting, and find the energy valley
 
 Each setting's workload is one ``cnnbench run`` through ``grid.execute``, so each setting is its own stored
 run (its stored command line names the setting), with idle power measured at that setting. Restoring the
-original settings on every way out is ``cnnbench.dvfsstate.sweep``'s job; ``--restore`` does it from the state
+original settings on every way out is ``cnnbench.system.dvfs_state.sweep``'s job; ``--restore`` does it from the state
 file after the host itself died.
 """
 
@@ -62,7 +62,7 @@ def cmd_dvfs(args: argparse.Namespace) -> int:
         return _cmd_restore()
     if args.preset:
         from cnnbench.cli import given
-        from cnnbench.presets import apply_preset
+        from cnnbench.planning.presets import apply_preset
 
         apply_preset(args, "dvfs", given(args))
     max_settings = positive_int("--max-settings", args.max_settings)
@@ -76,7 +76,7 @@ def cmd_dvfs(args: argparse.Namespace) -> int:
             raise UsageError(f"a GPU sweep runs its workload on the GPU: --device cuda or cuda:N, not "
                              f"'{args.device}' (the CPU side: cnnbench dvfs --cpu)")
     workload = _workload(args)
-    from cnnbench.dvfs import identity
+    from cnnbench.system.dvfs import identity
 
     who = identity()
     with contextlib.ExitStack() as stack:
@@ -117,7 +117,7 @@ def _workload(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _gpu_side(args, max_settings: int, who, stack: contextlib.ExitStack) -> dict[str, Any]:
-    from cnnbench import dvfs, dvfsstate
+    from cnnbench.system import dvfs, dvfs_state
 
     nvml = stack.enter_context(dvfs.nvml_library())
     gpus = dvfs.read_gpus(nvml)
@@ -127,33 +127,33 @@ def _gpu_side(args, max_settings: int, who, stack: contextlib.ExitStack) -> dict
     power = any(s.power_limit_w is not None for s in settings)
     return {"kind": "gpu", "gpus": gpus, "target": gpu, "settings": settings,
             "missing": dvfs.missing_privileges(gpu, who, clocks, power),
-            "state": dvfsstate.new_state(gpus=[dvfsstate.gpu_originals(gpu, clocks, power)]),
-            "apply": lambda s: dvfsstate.apply_gpu(nvml, gpu, s)}
+            "state": dvfs_state.new_state(gpus=[dvfs_state.gpu_originals(gpu, clocks, power)]),
+            "apply": lambda s: dvfs_state.apply_gpu(nvml, gpu, s)}
 
 
 def _cpu_side(args, max_settings: int, who) -> dict[str, Any]:
-    from cnnbench import cpufreq, dvfsstate
+    from cnnbench.system import cpufreq, dvfs_state
 
     policies = cpufreq.read_policies()
     settings = cpufreq.plan(policies, args.governors, args.cpu_max_freqs, max_settings)
     return {"kind": "cpu", "policies": policies, "settings": settings,
             "missing": cpufreq.missing_permissions(policies, who),
-            "state": dvfsstate.new_state(cpu=cpufreq.originals(policies)),
+            "state": dvfs_state.new_state(cpu=cpufreq.originals(policies)),
             "apply": lambda s: cpufreq.apply(policies, s)}
 
 
 def _precheck(args) -> None:
     """What would fail in the first setting's run is said now, before anything changes."""
-    from cnnbench.grid import open_store
+    from cnnbench.execution.session import open_store
 
     store = open_store(args)
     if store is not None:
         store.close()
     if args.meters not in ("auto", "none"):
-        from cnnbench.grid import open_meters
+        from cnnbench.execution.session import open_meters
 
         open_meters(args.meters).close()  # a named meter that cannot be read: an error before any change
-    from cnnbench.cooldown import parse_cooldown
+    from cnnbench.execution.cooldown import parse_cooldown
 
     parse_cooldown(args.cooldown)
 
@@ -201,7 +201,7 @@ def _print_plan(args, side: dict[str, Any], workload: dict[str, Any] | None) -> 
         print("\nworkload: none given (--framework F, with --network, --batch-size, ... as for cnnbench run)")
         print(f"estimated cells: {len(settings)} ({len(settings)} settings x 1 cell) once a workload is given")
     print("\nnothing was changed: without --allow-clock-changes, cnnbench dvfs only reads and plans.")
-    from cnnbench.dvfsstate import read_state, state_path
+    from cnnbench.system.dvfs_state import read_state, state_path
 
     if read_state() is not None:
         print(f"WARNING: a sweep left changed settings behind ({state_path()}): the settings shown above may be "
@@ -269,8 +269,8 @@ def _plan_json(side: dict[str, Any], workload: dict[str, Any] | None) -> dict[st
 
 
 def _run_sweep(args, side: dict[str, Any], workload: dict[str, Any]) -> int:
-    from cnnbench import dvfsstate
-    from cnnbench.grid import execute
+    from cnnbench.system import dvfs_state
+    from cnnbench.execution.session import execute
 
     settings = side["settings"]
     order = os.environ.get("CUDA_DEVICE_ORDER")
@@ -294,7 +294,7 @@ def _run_sweep(args, side: dict[str, Any], workload: dict[str, Any]) -> int:
                        annotate=lambda result: result.provenance.__setitem__("dvfs", {"side": side["kind"], **applied}))
 
     try:
-        outcome = dvfsstate.sweep(side["state"], settings, side["apply"], run)
+        outcome = dvfs_state.sweep(side["state"], settings, side["apply"], run)
     finally:
         if order is None:
             os.environ.pop("CUDA_DEVICE_ORDER", None)
@@ -335,7 +335,7 @@ def _say_restored(done: list[str], errors: list[str]) -> None:
     for line in errors:
         print(f"cnnbench: NOT restored: {line}", file=sys.stderr)
     if errors:
-        from cnnbench.dvfsstate import state_path
+        from cnnbench.system.dvfs_state import state_path
 
         print(f"cnnbench: the originals are kept in {state_path()}; fix the cause and run: cnnbench dvfs --restore",
               file=sys.stderr)
@@ -461,7 +461,7 @@ def _workload_of(rows: list[dict[str, Any]]) -> str:
 def _sweep_json(side: dict[str, Any], rows: list[dict[str, Any]], valley: dict[str, Any], outcome) -> dict[str, Any]:
     from dataclasses import asdict
 
-    from cnnbench.results import SCHEMA_VERSION
+    from cnnbench.results.record import SCHEMA_VERSION
 
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "side": side["kind"], "applied": True,
@@ -484,10 +484,10 @@ def _sweep_json(side: dict[str, Any], rows: list[dict[str, Any]], valley: dict[s
 def _cmd_restore() -> int:
     import socket
 
-    from cnnbench import dvfsstate
+    from cnnbench.system import dvfs_state
 
-    state = dvfsstate.read_state()
-    path = dvfsstate.state_path()
+    state = dvfs_state.read_state()
+    path = dvfs_state.state_path()
     if state is None:
         print(f"nothing to restore: no dvfs state file at {path}")
         return 0
@@ -495,11 +495,11 @@ def _cmd_restore() -> int:
         raise UsageError(f"the state file {path} was written on host {state.get('hostname')}: run "
                          "'cnnbench dvfs --restore' there")
     pid = state.get("pid")
-    if isinstance(pid, int) and pid != os.getpid() and dvfsstate._alive(pid):
+    if isinstance(pid, int) and pid != os.getpid() and dvfs_state._alive(pid):
         raise UsageError(f"the sweep that wrote {path} (pid {pid}) is still running and restores on its own; "
                          f"stop it with 'kill {pid}' (it restores first)")
-    with dvfsstate.deferred_signals():
-        done, errors = dvfsstate.restore(state)
+    with dvfs_state.deferred_signals():
+        done, errors = dvfs_state.restore(state)
     print(f"restored from {path} (left by pid {pid}, started {state.get('started')}):")
     for line in done:
         print(f"  {line}")

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cnnbench.layers import SpecError, show, suggest
+from cnnbench.spec.layers import SpecError, show, suggest
 
 SEPARATOR = "__"
 BLOCK_KEYS = ("description", "params", "inputs", "output", "layers")

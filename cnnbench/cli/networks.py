@@ -51,7 +51,7 @@ def network_detail(spec: NetworkSpec) -> dict[str, Any]:
 def _list(as_json: bool) -> int:
     from tabulate import tabulate
 
-    from cnnbench.networks import all_networks, resolve_network
+    from cnnbench.spec.catalog import all_networks, resolve_network
 
     specs = [resolve_network(name) for name in all_networks()]
     if as_json:
@@ -71,7 +71,7 @@ def _list(as_json: bool) -> int:
 def _show(name: str, as_json: bool) -> int:
     from tabulate import tabulate
 
-    from cnnbench.networks import resolve_network
+    from cnnbench.spec.catalog import resolve_network
 
     spec = resolve_network(name)
     if as_json:
@@ -97,7 +97,7 @@ def _show(name: str, as_json: bool) -> int:
 def _import(file: str | None, output: str | None) -> int:
     if not file:
         raise UsageError("cnnbench networks import: error: name the .prototxt file to import")
-    from cnnbench.prototxt import dumps_spec_toml, prototxt_to_data
+    from cnnbench.spec.prototxt import dumps_spec_toml, prototxt_to_data
     from cnnbench.spec import parse_spec, read_text
 
     if output:

@@ -18,11 +18,11 @@ from typing import Any, Callable, Iterator
 
 from cnnbench.config import Measurement, RunConfig, format_size
 from cnnbench.plugins import PluginHost
-from cnnbench.provenance import host_inventory
-from cnnbench.quality import LoadProbe, assess
-from cnnbench.results import Result
+from cnnbench.system.provenance import host_inventory
+from cnnbench.results.quality import LoadProbe, assess
+from cnnbench.results.record import Result
 from cnnbench.spec import NetworkSpec
-from cnnbench.worker import FINAL_EVENTS, PROTOCOL_VERSION
+from cnnbench.execution.worker import FINAL_EVENTS, PROTOCOL_VERSION
 
 #: Seconds between SIGTERM and SIGKILL when a worker must be stopped.
 KILL_GRACE_S = 3.0
@@ -216,7 +216,7 @@ def run_worker(
         job["memory_limit_bytes"] = memory_limit
     started = time.monotonic()
     proc = subprocess.Popen(
-        [python or sys.executable, "-m", "cnnbench.worker"],
+        [python or sys.executable, "-m", "cnnbench.execution.worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -376,7 +376,7 @@ def _gpu_domain(result: Result, meters: Any) -> str | None:
 
 
 def _attach_meters(result: Result, meters: Any) -> None:
-    from cnnbench.energy import attach_energy
+    from cnnbench.meters.energy import attach_energy
 
     gpu = _gpu_domain(result, meters)
     attach_energy(result, meters, gpu)
@@ -427,9 +427,9 @@ def run_grid(
     ``meters`` is a started MeterSession (or None): each finished cell's windows are integrated in
     every domain it samples. ``pythons`` maps a framework to the interpreter its workers run under
     (its own environment); the others run under this one. ``memory_limit`` (bytes) holds for each
-    cell's worker (see :func:`run_worker`). ``cooldown`` (a ``cnnbench.cooldown.CooldownSpec``) waits for
+    cell's worker (see :func:`run_worker`). ``cooldown`` (a ``cnnbench.execution.cooldown.CooldownSpec``) waits for
     the GPU to cool before each cell that runs a worker; ``say`` tells the user things once (why it cannot)."""
-    from cnnbench.cooldown import Cooldown
+    from cnnbench.execution.cooldown import Cooldown
     from cnnbench.meters.conditions import ConditionsMonitor
 
     pythons = pythons or {}

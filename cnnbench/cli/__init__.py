@@ -77,7 +77,7 @@ def _add_axes(p: argparse.ArgumentParser, single: bool) -> None:
 
 
 def add_stable(g) -> None:
-    from cnnbench.quality import STABLE_MAX_TIME_S, STABLE_TARGET
+    from cnnbench.results.quality import STABLE_MAX_TIME_S, STABLE_TARGET
 
     g.add_argument("--stable", metavar="TARGET", nargs="?", const=f"{STABLE_TARGET * 100:g}",
                    help="after --repeats windows, add windows until the 95%% interval of the median time per "
@@ -122,7 +122,7 @@ def pythons_for(texts: list[str], frameworks: list[str], host) -> dict[str, str]
             raise UsageError(f"--python {name}={path}: no executable interpreter there")
         chosen[name] = found
     try:
-        from cnnbench.envs import interpreter
+        from cnnbench.system.envs import interpreter
     except ImportError:  # environments arrive with the envs module
         return chosen
     for framework in frameworks:
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network", metavar="N", default=DEFAULT_NETWORK, help=f"network name or spec file (default {DEFAULT_NETWORK})")
     _add_axes(p, single=True)
 
-    from cnnbench.envcmd import add_env_parser
+    from cnnbench.cli.env import add_env_parser
 
     add_env_parser(sub)
 
@@ -211,15 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="run only the cells of stored run RUN that are missing "
                                                     "(after Ctrl-C, a crash, ...), with its settings")
 
-    from cnnbench.storecmd import add_store_parsers
+    from cnnbench.cli.store import add_store_parsers
 
     add_store_parsers(sub)
 
-    from cnnbench.layercmd import add_layers_parser
+    from cnnbench.cli.layers import add_layers_parser
 
     add_layers_parser(sub)
 
-    from cnnbench.dvfscmd import add_dvfs_parser
+    from cnnbench.cli.dvfs import add_dvfs_parser
 
     add_dvfs_parser(sub)
     return parser
@@ -247,8 +247,8 @@ def _values(args: argparse.Namespace, attr: str, flag: str, single: bool) -> lis
 
 
 def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measurement]:
-    from cnnbench.networks import resolve_network
-    from cnnbench.runner import Cell
+    from cnnbench.spec.catalog import resolve_network
+    from cnnbench.execution.runner import Cell
 
     if single:
         frameworks = [args.framework]
@@ -296,7 +296,7 @@ def plan(args: argparse.Namespace, host, single: bool) -> tuple[list, Measuremen
 def stable_settings(args: argparse.Namespace) -> dict:
     """Measurement's ``stable`` and ``stable_max_time`` from --stable [TARGET] and --stable-max-time."""
     from cnnbench.config import stable_target
-    from cnnbench.quality import STABLE_MAX_TIME_S
+    from cnnbench.results.quality import STABLE_MAX_TIME_S
 
     target, cap = getattr(args, "stable", None), getattr(args, "stable_max_time", None)
     if target is None:
@@ -314,7 +314,7 @@ def default_threads() -> int:
     """The thread count every framework of a grid gets unless --threads says otherwise: the physical cores
     this process may use. Left to themselves the frameworks disagree (PyTorch takes the physical cores,
     TensorFlow the logical CPUs, MXNet half of them), and a comparison would measure their defaults."""
-    from cnnbench.provenance import usable_cores
+    from cnnbench.system.provenance import usable_cores
 
     return usable_cores()[0]
 
@@ -329,7 +329,7 @@ def thread_counts(values: list[str]) -> list[int]:
     """``--threads`` values: whole numbers, or ``physical`` / ``logical`` (the paper's Fig. 7: one thread per
     core against one per hardware thread) resolved on the CPUs this process may use. Where the two are
     equal (no SMT, or SMT off) they name one cell, and the user is told so."""
-    from cnnbench.provenance import usable_cores
+    from cnnbench.system.provenance import usable_cores
 
     physical, logical = usable_cores()
     counts = {"physical": physical, "logical": logical}
@@ -378,15 +378,15 @@ def _options(texts: list[str], frameworks: list[str], host) -> dict[str, tuple[t
 
 
 def cmd_grid(args: argparse.Namespace, single: bool, argv: list[str]) -> int:
-    from cnnbench.grid import execute
-    from cnnbench.report import results_json, results_table
+    from cnnbench.execution.session import execute
+    from cnnbench.results.report import results_json, results_table
 
     run = execute(args, single, argv, show_progress=sys.stderr.isatty() and not args.json and not args.quiet)
     if run.interrupted:
         print(f"cnnbench: interrupted; {len(run.results)} of {run.cells_planned} cells finished", file=sys.stderr)
     changes = None
     if run.baseline is not None:
-        from cnnbench.baseline import changes_json, changes_table, compare_results
+        from cnnbench.results.baseline import changes_json, changes_table, compare_results
 
         changes = compare_results(run.results, run.baseline)
     if args.json:
@@ -416,7 +416,7 @@ def _frameworks(host, text: str | None) -> list[str]:
     """The frameworks a command runs: the named ones (checked), or every available one."""
     adapters = host.adapters()
     if text is None:
-        from cnnbench.envs import interpreter
+        from cnnbench.system.envs import interpreter
 
         # available here, or in an environment of its own (cnnbench env create)
         names = [name for name in adapters if host.availability(name).available or interpreter(name)]
@@ -433,9 +433,9 @@ def _frameworks(host, text: str | None) -> list[str]:
 def cmd_verify(args: argparse.Namespace) -> int:
     import json
 
-    from cnnbench.networks import resolve_network
+    from cnnbench.spec.catalog import resolve_network
     from cnnbench.plugins import get_host
-    from cnnbench.verify import verify, verify_table
+    from cnnbench.execution.verify import verify, verify_table
 
     host = get_host()
     frameworks = _frameworks(host, args.frameworks)
@@ -462,11 +462,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import json
 
-    from cnnbench.networks import all_networks
+    from cnnbench.spec.catalog import all_networks
     from cnnbench.plugins import get_host
 
     host = get_host()
-    from cnnbench.envs import env_info, existing
+    from cnnbench.system.envs import env_info, existing
 
     with_env = set(existing())
     frameworks = []
@@ -494,7 +494,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     networks = sorted(all_networks())  # before the failures: a plugin's bad network is one of them
     failures = [f.__dict__ for f in host.failures]
     if args.json:
-        from cnnbench.presets import PRESETS
+        from cnnbench.planning.presets import PRESETS
 
         presets = [{"name": p.name, "figure": p.figure, "question": p.question, "command": p.command,
                     "needs_gpu": p.needs_gpu} for p in PRESETS.values()]
@@ -530,7 +530,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for note in m.get("notes") or []:
             print(f"    note: {note}")
     print("\nnetworks\n  " + ", ".join(networks))
-    from cnnbench.presets import preset_lines
+    from cnnbench.planning.presets import preset_lines
 
     print("\npresets (--preset NAME: the paper's experiments, scaled to this machine)")
     for line in preset_lines():
@@ -539,7 +539,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _terminate(signum, frame) -> None:
-    from cnnbench.grid import Terminated
+    from cnnbench.execution.session import Terminated
 
     raise Terminated(signal.Signals(signum).name)
 
@@ -566,23 +566,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "verify":
             return cmd_verify(args)
         if args.command == "env":
-            from cnnbench.envcmd import cmd_env
+            from cnnbench.cli.env import cmd_env
 
             return cmd_env(args)
         if args.command == "networks":
-            from cnnbench.netcmd import cmd_networks
+            from cnnbench.cli.networks import cmd_networks
 
             return cmd_networks(args)
         if args.command == "layers":
-            from cnnbench.layercmd import cmd_layers
+            from cnnbench.cli.layers import cmd_layers
 
             return cmd_layers(args)
         if args.command == "dvfs":
-            from cnnbench.dvfscmd import cmd_dvfs
+            from cnnbench.cli.dvfs import cmd_dvfs
 
             return cmd_dvfs(args)
         if args.command in ("history", "show", "report", "recommend"):
-            from cnnbench.storecmd import cmd_store
+            from cnnbench.cli.store import cmd_store
 
             return cmd_store(args)
         return cmd_grid(args, args.command == "run", args._argv)
