@@ -1,6 +1,7 @@
 """The Python API: ``cnnbench.compare(...)``, ``cnnbench.run(...)`` and ``cnnbench.load(RUN)`` for notebooks
-and scripts. They go through the very same planning, validation, workers and results store as the
-command line (the keyword arguments become its flags), and return a ``Results`` list.
+and scripts. The keyword arguments become the same typed request the command line builds (no argv is
+parsed); it goes through the very same planning, validation, workers and results store, and a ``Results``
+list comes back. ``execute`` runs any grid request: the command line's grid commands call it too.
 
     >>> import cnnbench
     >>> results = cnnbench.compare(frameworks=["torch", "caffe"], networks="lenet", batch_size=[8, 16],
@@ -14,8 +15,9 @@ command line (the keyword arguments become its flags), and return a ``Results`` 
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TextIO
 
+from cnnbench.planning.requests import GridRequest
 from cnnbench.results.record import Result
 
 
@@ -100,8 +102,9 @@ class Results(list):
         return compare_results(list(self), list(baseline))
 
 
-def _argv(command: str, settings: Mapping[str, Any]) -> list[str]:
-    """Keyword arguments as the command line's flags: lists become comma lists, dicts NAME=VALUE flags."""
+def command_line(command: str, settings: Mapping[str, Any]) -> list[str]:
+    """The command line that asks for ``settings`` (recorded with the stored run, as the CLI records its
+    own): lists become comma lists, dicts NAME=VALUE flags."""
     argv = [command]
     for name, value in settings.items():
         if value is None or value is False:
@@ -119,25 +122,63 @@ def _argv(command: str, settings: Mapping[str, Any]) -> list[str]:
     return argv
 
 
+def _as_text(name: str, value: Any) -> Any:
+    """A keyword argument in the form a request holds (the command line's): lists as comma lists, numbers
+    as text, mappings as NAME=VALUE texts; ``stable=True`` is the default target."""
+    if isinstance(value, Mapping):
+        return [f"{key}={item}" for key, item in value.items()]
+    if name == "stable" and value is True:
+        from cnnbench.results.quality import STABLE_TARGET
+
+        return f"{STABLE_TARGET * 100:g}"
+    if isinstance(value, (list, tuple, set)):
+        value = ",".join(str(v) for v in value)
+    if value is None or value is False:
+        return None
+    return [str(value)] if name in ("python", "option") else str(value)  # repeatable flags: a list of texts
+
+
 def _given(function, settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that differ from ``function``'s defaults (which are the command line's): the rest
-    are left to the parser, so the stored command line shows what was asked for, and ``resume`` can tell
-    a setting given again from a default."""
+    """The settings that differ from ``function``'s defaults (which are the command line's): the others
+    stay the request's defaults, so the stored command line shows what was asked for, and ``resume`` can
+    tell a setting given again from a default."""
     import inspect
 
     parameters = inspect.signature(function).parameters
     return {k: v for k, v in settings.items() if k not in parameters or v != parameters[k].default}
 
 
-def _execute(command: str, settings: dict[str, Any], db: str | None, store: bool, progress: bool) -> Results:
-    from cnnbench.cli import build_parser
-    from cnnbench.execution.session import execute
+def request_for(command: str, settings: dict[str, Any], db: str | None, store: bool) -> GridRequest:
+    """The request of ``cnnbench COMMAND`` with the keyword arguments ``settings`` (those given)."""
+    given = {name: value for name, value in {**settings, "db": db}.items() if value is not None and value is not False}
+    values = {name: _as_text(name, value) for name, value in given.items()}
+    return GridRequest.from_values({"command": command, **values, "store": store},
+                                   argv=command_line(command, {**settings, "db": db}), given=set(given))
 
-    argv = _argv(command, {**settings, "db": db})
-    args = build_parser().parse_args(argv)
-    args._argv = argv
-    args.store = store
-    run = execute(args, command == "run", argv, show_progress=progress and sys.stderr.isatty())
+
+def execute(request: GridRequest, *, stream: TextIO = sys.stderr, show_progress: bool = False,
+            annotate: Callable[[Result], None] | None = None, executor=None):
+    """Run the grid ``request`` describes (``run``, ``compare``, a ``dvfs`` workload): plan it, then run it
+    through ``executor`` (default: a worker process per cell here), storing as it goes. Returns the
+    ``cnnbench.execution.session.GridRun``; bad values raise ``UsageError`` before anything is measured."""
+    from cnnbench.execution.session import open_store, run_plan
+    from cnnbench.planning.grid import prepare
+    from cnnbench.plugins import get_host
+
+    host = get_host()
+    store = open_store(request)
+    try:
+        grid = prepare(request, host, store)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+    return run_plan(grid, host, store, kind="run" if request.single else "compare", argv=request.argv,
+                    stream=stream, show_progress=show_progress, annotate=annotate, executor=executor)
+
+
+def _execute(command: str, settings: dict[str, Any], db: str | None, store: bool, progress: bool) -> Results:
+    run = execute(request_for(command, settings, db, store), show_progress=progress and sys.stderr.isatty())
     if run.interrupted:
         print(f"cnnbench: interrupted; {len(run.results)} of {run.cells_planned} cells finished", file=sys.stderr)
     if run.store_error:

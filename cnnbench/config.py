@@ -7,19 +7,13 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+# public here as well: plugins and scripts catch cnnbench.config.UsageError
+from cnnbench.errors import StoreError, UsageError  # noqa: F401
+
 PRECISIONS = ("fp32", "fp16", "bf16", "tf32")
 KERNELS = ("vendor", "native")
 DEVICE_CHOICES = "cpu, cuda, cuda:N"
 _DEVICE_RE = re.compile(r"^(cpu|cuda(?::(\d+))?)$")
-
-
-class UsageError(Exception):
-    """Bad input from the user: the CLI prints it as one line and exits 2."""
-
-
-class StoreError(Exception):
-    """The results database cannot be opened, read or written (locked, full, not a database, ...); kept
-    here, not in cnnbench.results.store, so the CLI can catch it without importing sqlite3."""
 
 
 def check_output_path(path: str, suffixes: tuple[str, ...] = (), overwrite: bool = True, flag: str = "") -> None:

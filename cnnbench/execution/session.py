@@ -1,20 +1,19 @@
-"""One grid from parsed arguments to stored results: plan the cells, open the meters and the results
-store, run every cell, store each result the moment it finishes, and keep what finished when the
-grid is interrupted. The CLI prints what this returns; the Python API returns it."""
+"""A grid session: a planned grid run to stored results. Open the meters and take the idle baseline, run every
+cell through an executor, store each result the moment it finishes, and keep what finished when the grid is
+interrupted. The metering scaffolding here (meters named, started, idle baseline, their record) serves grids,
+layers runs and dvfs sweeps alike. The CLI prints what this returns; the Python API returns it."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from cnnbench.config import Measurement, RunConfig, UsageError, memory_size, positive_float
+from cnnbench.errors import StoreError, Terminated, UsageError, interrupted_code
 from cnnbench.results.record import REFUSED_STATUSES, Result
 
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP reached the host: stop like Ctrl-C, keeping what finished."""
+if TYPE_CHECKING:
+    from cnnbench.execution.executor import Executor
 
 
 @dataclass
@@ -63,117 +62,67 @@ def open_meters(names: str, host=None):
     return meters
 
 
-def open_store(args: argparse.Namespace):
-    """The results store named by ``--db`` (or the default), opened before anything is measured so a
+def open_store(request):
+    """The results store ``request.db`` names (or the default), opened before anything is measured so a
     database that cannot be written is a usage error, not a lost grid. None when storing is off."""
-    from cnnbench.results.store import Store, StoreError
+    from cnnbench.results.store import Store
 
-    if getattr(args, "store", True) is False:
+    if getattr(request, "store", True) is False:
         return None
     try:
-        return Store(args.db)
+        return Store(request.db)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
 
 
-#: What a resumed grid takes from the stored run; giving one of these with --resume is an error.
-_PLANNED = {"frameworks": "--frameworks", "networks": "--networks", "batch_size": "--batch-size",
-            "device": "--device", "precision": "--precision", "kernels": "--kernels", "threads": "--threads",
-            "option": "--option", "warmup": "--warmup", "min_time": "--min-time", "repeats": "--repeats",
-            "iterations": "--iterations", "preset": "--preset", "stable": "--stable",
-            "stable_max_time": "--stable-max-time"}
-#: Settings of the machine rather than of the grid: taken from the stored run unless given again.
-_REUSED = {"timeout": "timeout_s", "meters": "meters", "idle": "idle_s", "memory_limit": "memory_limit_bytes"}
+def start_meters(meters, idle_s: float, say: Callable[[str], None]) -> None:
+    """Start sampling and take the idle baseline (``idle_s`` seconds; 0: none), where any meter can be read:
+    the same for a grid, a layers run and each setting of a dvfs sweep."""
+    if meters.domains:
+        meters.start()
+        if idle_s:
+            say(f"measuring idle power for {idle_s:g} s ...")
+            meters.idle(idle_s)
 
 
-def _resume(args: argparse.Namespace, store) -> tuple[Any, list, Measurement, set[int]]:
-    """The stored session ``--resume`` names, its cells, its measurement, and the positions already stored."""
-    from cnnbench.cli import given
-    from cnnbench.execution.runner import Cell
-    from cnnbench.spec import parse_spec
-
-    if store is None:
-        raise UsageError("--resume needs the results store")
-    explicit = given(args)
-    planned = [flag for attr, flag in _PLANNED.items() if attr in explicit]
-    if planned:
-        raise UsageError(f"--resume runs the grid of the stored run as it was planned; leave out {', '.join(planned)}")
-    session = store.resolve(args.resume)
-    planned = store.plan(session.id)
-    if planned is None:
-        raise UsageError(f"run {session.id} was stored before cnnbench kept the plan of a grid; it cannot be resumed")
-    for attr, key in _REUSED.items():
-        if attr not in explicit and session.settings.get(key) is not None:
-            setattr(args, attr, str(session.settings[key]))
-    cells = [Cell(RunConfig.from_dict(p["config"]), parse_spec(p["spec"]["data"], p["spec"]["source"]))
-             for p in planned]
-    measurement = Measurement(**session.settings["measurement"])
-    done = {position for position, _ in store.results(session.id)}
-    return session, cells, measurement, done
+def meters_record(meters, idle_s: float) -> dict[str, Any]:
+    """What a run's JSON document says about its meters and its idle baseline."""
+    return {"domains": {d: info.to_dict() for d, info in meters.domains.items()},
+            "unavailable": meters.unavailable, "idle_power_w": dict(meters.idle_power or {}), "idle_s": idle_s,
+            "idle_baseline": getattr(meters, "idle_baseline", None)}
 
 
-def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: TextIO = sys.stderr,
-            show_progress: bool = False, annotate: Callable[[Result], None] | None = None) -> GridRun:
-    """Run the grid ``args`` describe. ``annotate`` may add to each result before it is stored (``dvfs``
-    records the clock setting a cell ran at)."""
-    from cnnbench.cli import MAX_MIN_TIME_S, MAX_TIMEOUT_S, plan, pythons_for
-    from cnnbench.plugins import get_host
+def run_plan(grid, host, store, *, kind: str, argv: list[str], stream: TextIO = sys.stderr,
+             show_progress: bool = False, annotate: Callable[[Result], None] | None = None,
+             executor: Executor | None = None) -> GridRun:
+    """Run the planned grid ``grid`` (a ``cnnbench.planning.grid.GridPlan``) through ``executor`` (default: a
+    worker process per cell here), storing each result in ``store`` (open, or None) the moment it finishes,
+    under a session of ``kind`` (``run`` or ``compare``) that records ``argv``. ``store`` is closed at the end.
+    ``annotate`` may add to each result before it is stored (``dvfs`` records the clock setting a cell ran at)."""
+    from cnnbench.execution.executor import LocalExecutor
     from cnnbench.execution.progress import Progress
-    from cnnbench.execution.runner import run_grid
-    from cnnbench.results.store import StoreError
 
-    host = get_host()
-    store = open_store(args)
-    resumed = None
-    previous: dict[int, Result] = {}
+    executor = executor or LocalExecutor()
+    cells, measurement, previous = grid.cells, grid.measurement, grid.previous
+    todo = [(position, cell) for position, cell in enumerate(cells) if position not in previous]
     try:
-        if getattr(args, "resume", None):
-            resumed, cells, measurement, _ = _resume(args, store)
-            previous = dict(store.results(resumed.id))
-        else:
-            if getattr(args, "preset", None):
-                from cnnbench.cli import given
-                from cnnbench.planning.presets import apply_preset
-
-                apply_preset(args, "compare", given(args))
-            cells, measurement = plan(args, host, single)
-        baseline = None
-        if getattr(args, "baseline", None):
-            if store is None:
-                raise UsageError("--baseline needs the results store")
-            # resolved before anything is measured: a wrong reference costs nothing
-            baseline = store.resolve(args.baseline)
-            baseline_results = [r for _, r in store.results(baseline.id)]
-        pythons = pythons_for(args.python, sorted({c.config.framework for c in cells}), host)
-        timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
-        if measurement.stable is not None and measurement.stable_max_time >= timeout:
-            raise UsageError(f"--stable-max-time {measurement.stable_max_time:g} must be below --timeout "
-                             f"{timeout:g}, or every cell that misses its target is stopped as a timeout")
-        idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
-        memory_limit = memory_size("--memory-limit", args.memory_limit) if args.memory_limit else None
-        from cnnbench.execution.cooldown import parse_cooldown
-
-        cooldown = parse_cooldown(getattr(args, "cooldown", None))
+        meters = open_meters(grid.meters, host)
     except BaseException:
         if store is not None:
             store.close()
         raise
-    todo = [(position, cell) for position, cell in enumerate(cells) if position not in previous]
-    meters = open_meters(args.meters, host)
     run = GridRun(results=[], cells_planned=len(cells), db_path=store.path if store else None)
-    if baseline is not None:
-        run.baseline_session, run.baseline = baseline, baseline_results
-    settings = {"measurement": measurement.__dict__, "timeout_s": timeout, "idle_s": idle_s, "meters": args.meters,
-                "memory_limit_bytes": memory_limit}
+    if grid.baseline_session is not None:
+        run.baseline_session, run.baseline = grid.baseline_session, grid.baseline
     if store is not None:
         try:
-            if resumed is not None:
-                run.session_id = resumed.id
-                store.claim_session(resumed.id)
+            if grid.resumed is not None:
+                run.session_id = grid.resumed.id
+                store.claim_session(grid.resumed.id)
             else:
                 plan_records = [{"config": c.config.to_dict(), "spec": {"data": c.spec.data, "source": c.spec.source}}
                                 for c in cells]
-                run.session_id = store.begin_session("run" if single else "compare", argv, plan_records, settings)
+                run.session_id = store.begin_session(kind, argv, plan_records, grid.settings)
         except StoreError as exc:
             store.close()
             meters.close()
@@ -189,15 +138,11 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
 
     state = "complete"
     try:
-        if meters.domains:
-            meters.start()
-            if idle_s:
-                progress.say(f"measuring idle power for {idle_s:g} s ...")
-                meters.idle(idle_s)
-        for (position, _), result in zip(todo, run_grid(
-                [cell for _, cell in todo], measurement, host, timeout=timeout, meters=meters, pythons=pythons,
-                energy_unavailable=meters.no_energy_reason, on_start=on_start, memory_limit=memory_limit,
-                cooldown=cooldown, say=lambda text: progress.say(text) if progress.enabled else print(text, file=stream))):
+        start_meters(meters, grid.idle_s, progress.say)
+        for (position, _), result in zip(todo, executor.run(
+                [cell for _, cell in todo], measurement, host, timeout=grid.timeout, meters=meters,
+                pythons=grid.pythons, on_start=on_start, memory_limit=grid.memory_limit, cooldown=grid.cooldown,
+                say=lambda text: progress.say(text) if progress.enabled else print(text, file=stream))):
             if annotate is not None:
                 annotate(result)
             # stored before anything else, so a signal cannot fall between measuring a cell and keeping it
@@ -211,7 +156,7 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
             new[position] = result
             progress.done(result.status)
     except (KeyboardInterrupt, Terminated) as exc:
-        run.interrupted = 130 if isinstance(exc, KeyboardInterrupt) else 143
+        run.interrupted = interrupted_code(exc)
         state = "interrupted"
     except BaseException:
         state = "interrupted"  # a crash of the host: what is stored stays, --resume runs the rest
@@ -232,10 +177,7 @@ def execute(args: argparse.Namespace, single: bool, argv: list[str], *, stream: 
                 run.store_error = run.store_error or str(exc)
             finally:
                 store.close()
-    run.extra = {"measurement": measurement.__dict__, "meters": {
-        "domains": {d: info.to_dict() for d, info in meters.domains.items()},
-        "unavailable": meters.unavailable, "idle_power_w": dict(meters.idle_power or {}), "idle_s": idle_s,
-        "idle_baseline": getattr(meters, "idle_baseline", None)}}
+    run.extra = {"measurement": measurement.__dict__, "meters": meters_record(meters, grid.idle_s)}
     if run.session_id is not None:
         run.extra = {"session": run.session_id, "db": run.db_path, **run.extra}
     return run

@@ -9,7 +9,6 @@ user gives always wins over the preset's value for it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from dataclasses import dataclass
@@ -108,7 +107,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 
 
 def machine() -> Machine:
-    from cnnbench.cli import default_device
+    from cnnbench.planning.cells import default_device
 
     return Machine(gpu=default_device() == "cuda", logical_cpus=len(os.sched_getaffinity(0))
                    if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
@@ -119,10 +118,10 @@ def preset_lines() -> list[str]:
     return [f"{p.name} ({p.figure}, cnnbench {p.command}): {p.question}" for p in PRESETS.values()]
 
 
-def apply_preset(args: argparse.Namespace, command: str, given: set[str],
+def apply_preset(args, command: str, given: set[str] | frozenset[str],
                  here: Machine | None = None) -> Preset | None:
-    """Fill ``args`` with the preset's settings where the user gave no flag (``given``: the dests of the
-    flags given, ``cli.given``); say what it answers."""
+    """Fill ``args`` (a request, or anything with its attributes) with the preset's settings where the user
+    gave no value (``given``: the names of the values given); say what it answers."""
     name = getattr(args, "preset", None)
     if not name:
         return None

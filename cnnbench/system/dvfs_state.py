@@ -192,7 +192,7 @@ def deferred_signals() -> Iterator[list[int]]:
 
 
 def _stop(signum: int) -> BaseException:
-    from cnnbench.execution.session import Terminated
+    from cnnbench.errors import Terminated
 
     return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signal.Signals(signum).name)
 
@@ -215,7 +215,7 @@ def sweep(state: dict[str, Any], settings: list, apply: Callable[[Any], dict[str
     """For each setting: ``apply(setting)``, then ``run(setting, applied)`` (a GridRun). ``state`` is written
     to the state file before the first change and restored on every way out; exceptions other than the
     stop signals propagate after the restore. ``SweepOutcome.restored`` says what was put back."""
-    from cnnbench.execution.session import Terminated
+    from cnnbench.errors import Terminated
 
     check_no_state()
     out = SweepOutcome()
