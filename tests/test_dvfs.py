@@ -239,14 +239,14 @@ def test_an_exception_in_the_workload_restores_the_originals(rig, monkeypatch, t
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     monkeypatch.syspath_prepend(str(rig.site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(rig.site), os.environ.get("PYTHONPATH", "")]))
-    import cnnbench.execution.session
+    import cnnbench.api
     import cnnbench.plugins
     from cnnbench.cli import build_parser
     from cnnbench.cli.dvfs import cmd_dvfs
 
     monkeypatch.setattr(cnnbench.plugins, "_host", None)
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    real_execute, calls = cnnbench.execution.session.execute, []
+    real_execute, calls = cnnbench.api.execute, []
 
     def failing_execute(*args, **kwargs):
         calls.append(rig.settings())
@@ -254,7 +254,7 @@ def test_an_exception_in_the_workload_restores_the_originals(rig, monkeypatch, t
             raise RuntimeError("the host broke while setting 2 ran")
         return real_execute(*args, **kwargs)
 
-    monkeypatch.setattr(cnnbench.execution.session, "execute", failing_execute)
+    monkeypatch.setattr(cnnbench.api, "execute", failing_execute)
     args = build_parser().parse_args(["dvfs", *WORKLOAD, "--meters", "none", "--clocks", "2600:758,2600:640",
                                       "--power-limits", "180", "--allow-clock-changes", "-q"])
     with pytest.raises(RuntimeError, match="the host broke"):

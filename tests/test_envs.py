@@ -40,7 +40,7 @@ def fake_env(framework: str, *, marker: bool = True, package: str = "pluggy") ->
 
 
 def env_parser():
-    from cnnbench.cli import _Parser
+    from cnnbench.cli.options import Parser as _Parser
     from cnnbench.cli.env import add_env_parser
 
     parser = _Parser(prog="cnnbench")

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import os
 import sys
 from typing import Any
 
-from cnnbench.config import UsageError, positive_int
+from cnnbench.cli.options import add_axes
+from cnnbench.config import positive_int
+from cnnbench.errors import UsageError
+from cnnbench.planning.requests import DEFAULT_MAX_SETTINGS, DvfsRequest
 
-DEFAULT_MAX_SETTINGS = 12
+DEFAULTS = DvfsRequest()
 NEVER_SHARED = "never pass --allow-clock-changes on a shared or lent machine: the settings are the whole machine's"
 
 
 def add_dvfs_parser(sub) -> None:
-    from cnnbench.cli import DEFAULT_NETWORK, _add_axes
-
     p = sub.add_parser(
         "dvfs", help="GPU clock / power-limit sweep (reads and plans unless allowed)",
         description="Plan (always) and run (only with --allow-clock-changes) a sweep of GPU application clocks "
@@ -36,12 +36,12 @@ def add_dvfs_parser(sub) -> None:
                     "at each setting; the original settings are restored afterwards. NEVER pass "
                     "--allow-clock-changes on a shared or lent machine.")
     p.add_argument("--framework", metavar="F", help="the workload's framework (needed to run the sweep)")
-    p.add_argument("--network", metavar="N", default=DEFAULT_NETWORK, help=f"network (default {DEFAULT_NETWORK})")
-    _add_axes(p, single=True)
+    p.add_argument("--network", metavar="N", default=DEFAULTS.network, help=f"network (default {DEFAULTS.network})")
+    add_axes(p, single=True)
     g = p.add_argument_group("the sweep")
     g.add_argument("--clocks", metavar="MEM:SM,...", help="memory:graphics MHz pairs (or current, default); "
                    "default: every memory clock with an evenly spread subset of its graphics clocks")
-    g.add_argument("--max-settings", metavar="N", default=str(DEFAULT_MAX_SETTINGS),
+    g.add_argument("--max-settings", metavar="N", default=DEFAULTS.max_settings,
                    help=f"clock settings in the default plan (default {DEFAULT_MAX_SETTINGS})")
     g.add_argument("--power-limits", metavar="W,...", help="power limits in watts, each with every clock pair")
     g.add_argument("--cpu", action="store_true", help="sweep the CPU's cpufreq governor and maximum frequency instead")
@@ -58,13 +58,17 @@ def add_dvfs_parser(sub) -> None:
 
 
 def cmd_dvfs(args: argparse.Namespace) -> int:
+    from cnnbench.cli.grid import request
+
     if args.restore:
         return _cmd_restore()
+    output = args
+    args = request(args, DvfsRequest)
+    args.json, args.quiet = output.json, output.quiet  # how this command prints, not part of the request
     if args.preset:
-        from cnnbench.cli import given
         from cnnbench.planning.presets import apply_preset
 
-        apply_preset(args, "dvfs", given(args))
+        apply_preset(args, "dvfs", args.given)
     max_settings = positive_int("--max-settings", args.max_settings)
     for flag, attr, needs_cpu in (("--clocks", "clocks", False), ("--power-limits", "power_limits", False),
                                   ("--governors", "governors", True), ("--cpu-max-freqs", "cpu_max_freqs", True)):
@@ -97,7 +101,7 @@ def _workload(args: argparse.Namespace) -> dict[str, Any] | None:
     """The one cell run at each setting (checked now, before anything changes); None without --framework."""
     if not args.framework:
         return None
-    from cnnbench.cli import plan
+    from cnnbench.planning.cells import plan
     from cnnbench.plugins import get_host
 
     cells, measurement = plan(args, get_host(), single=True)
@@ -269,8 +273,8 @@ def _plan_json(side: dict[str, Any], workload: dict[str, Any] | None) -> dict[st
 
 
 def _run_sweep(args, side: dict[str, Any], workload: dict[str, Any]) -> int:
+    from cnnbench import api
     from cnnbench.system import dvfs_state
-    from cnnbench.execution.session import execute
 
     settings = side["settings"]
     order = os.environ.get("CUDA_DEVICE_ORDER")
@@ -286,10 +290,10 @@ def _run_sweep(args, side: dict[str, Any], workload: dict[str, Any]) -> int:
         index = settings.index(setting) + 1
         if not quiet:
             print(f"cnnbench: setting {index}/{len(settings)}: {setting.label()}", file=sys.stderr)
-        run_args = copy.copy(args)
-        run_args.preset = run_args.resume = run_args.baseline = None
+        run_request = args.but(command="run", preset=None, resume=None, baseline=None,
+                               argv=workload["argv"] + setting.flags())
         # the setting goes into each result before it is stored, so stored runs say what they ran at
-        return execute(run_args, True, workload["argv"] + setting.flags(),
+        return api.execute(run_request,
                        show_progress=sys.stderr.isatty() and not quiet,
                        annotate=lambda result: result.provenance.__setitem__("dvfs", {"side": side["kind"], **applied}))
 

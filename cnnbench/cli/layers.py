@@ -17,7 +17,12 @@ import json
 import sys
 from typing import Any
 
-from cnnbench.config import PRECISIONS, UsageError, memory_size, positive_float
+from cnnbench.cli.options import add_memory_limit, add_option, add_python, add_timing
+from cnnbench.config import PRECISIONS, memory_size, positive_float
+from cnnbench.errors import UsageError, interrupted_code
+from cnnbench.planning.requests import MAX_MIN_TIME_S, MAX_TIMEOUT_S, LayersRequest
+
+DEFAULTS = LayersRequest()
 
 #: The flags that take one value here (``compare`` is the command for grids).
 _SINGLE = (("batch_size", "--batch-size"), ("device", "--device"), ("precision", "--precision"),
@@ -25,8 +30,6 @@ _SINGLE = (("batch_size", "--batch-size"), ("device", "--device"), ("precision",
 
 
 def add_layers_parser(sub) -> None:
-    from cnnbench.cli import DEFAULT_NETWORK, _add_python, add_memory_limit, add_stable
-
     p = sub.add_parser("layers", help="time and energy by layer and by layer type (the paper's Fig. 5)",
                        description="Run every layer of the network alone, forward and backward, then the whole "
                                    "training step in the same worker: time and energy per layer and per layer type, "
@@ -34,30 +37,26 @@ def add_layers_parser(sub) -> None:
     p.add_argument("--framework", metavar="F", help="framework name (see cnnbench list); required unless --preset")
     p.add_argument("--preset", metavar="NAME", help="layers: the paper's Fig. 5 (caffe, alexnet), scaled to this "
                                                      "machine; flags given as well override its settings")
-    p.add_argument("--network", metavar="N", default=DEFAULT_NETWORK,
-                   help=f"network name or spec file (default {DEFAULT_NETWORK})")
+    p.add_argument("--network", metavar="N", default=DEFAULTS.network,
+                   help=f"network name or spec file (default {DEFAULTS.network})")
     p.add_argument("--batch-size", metavar="B", help="images per iteration; default: the network's")
     p.add_argument("--device", metavar="D", help="cpu, cuda or cuda:N; default: cuda if an NVIDIA GPU is present, else cpu")
-    p.add_argument("--precision", metavar="P", default="fp32", help=f"{', '.join(PRECISIONS)} (default fp32)")
+    p.add_argument("--precision", metavar="P", default=DEFAULTS.precision,
+                   help=f"{', '.join(PRECISIONS)} (default {DEFAULTS.precision})")
     p.add_argument("--kernels", metavar="K", help="vendor (cuDNN/oneDNN) or native (im2col+GEMM); default: the "
                                                   "framework's first")
     p.add_argument("--threads", metavar="T", help="compute threads: a number, physical or logical; default: the framework's")
-    _add_python(p)
-    p.add_argument("--option", metavar="NAME=VALUE", action="append", default=[],
-                   help="an adapter-specific switch, e.g. xla=on for tensorflow (repeatable; see cnnbench list)")
+    add_python(p)
+    add_option(p)
     g = p.add_argument_group("measurement (per layer and direction, and for the whole network)")
-    g.add_argument("--warmup", metavar="N", default="2", help="warm-up iterations, not timed (default 2)")
-    g.add_argument("--min-time", metavar="S", default="1.0", help="each timed window lasts at least S seconds (default 1)")
-    g.add_argument("--repeats", metavar="R", default="5", help="timed windows (default 5)")
-    g.add_argument("--iterations", metavar="N", help="fixed iterations per window instead of --min-time")
-    add_stable(g)
-    g.add_argument("--timeout", metavar="S", default="1800",
-                   help="seconds for the whole layer run before its worker is stopped (default 1800)")
+    add_timing(g, "timed windows")
+    g.add_argument("--timeout", metavar="S", default=DEFAULTS.timeout,
+                   help=f"seconds for the whole layer run before its worker is stopped (default {DEFAULTS.timeout})")
     add_memory_limit(g, "the layer run's worker")
-    g.add_argument("--meters", metavar="M", default="auto",
-                   help="auto (every meter readable here), none, or meter names, e.g. rapl,nvml (default auto)")
-    g.add_argument("--idle", metavar="S", default="5",
-                   help="seconds of idle power measured first, for above-idle energy; 0: none (default 5)")
+    g.add_argument("--meters", metavar="M", default=DEFAULTS.meters,
+                   help=f"auto (every meter readable here), none, or meter names, e.g. rapl,nvml (default {DEFAULTS.meters})")
+    g.add_argument("--idle", metavar="S", default=DEFAULTS.idle,
+                   help=f"seconds of idle power measured first, for above-idle energy; 0: none (default {DEFAULTS.idle})")
     g.add_argument("--cooldown", metavar="auto|S",
                    help="before the run, wait until the GPU is back within 2 °C of its idle temperature, at most "
                         "S seconds (auto: at most 300 s); default: no wait")
@@ -67,45 +66,42 @@ def add_layers_parser(sub) -> None:
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from cnnbench.cli import MAX_MIN_TIME_S, MAX_TIMEOUT_S, plan, pythons_for
-    from cnnbench.execution.session import Terminated, open_meters
+    from cnnbench.cli.grid import request
+    from cnnbench.execution.cooldown import Cooldown, parse_cooldown
     from cnnbench.execution.layer_timing import progress_events, run_layers
-    from cnnbench.plugins import get_host
     from cnnbench.execution.progress import Progress
+    from cnnbench.execution.session import meters_record, open_meters, start_meters
+    from cnnbench.errors import Terminated
+    from cnnbench.planning.cells import plan, pythons_for
+    from cnnbench.plugins import get_host
 
-    if args.preset:
-        from cnnbench.cli import given
+    req = request(args, LayersRequest)
+    if req.preset:
         from cnnbench.planning.presets import apply_preset
 
-        apply_preset(args, "layers", given(args))
-    if not args.framework:
+        apply_preset(req, "layers", req.given)
+    if not req.framework:
         raise UsageError("cnnbench layers: --framework is required (or --preset layers)")
     for attr, flag in _SINGLE:
-        value = getattr(args, attr)
+        value = getattr(req, attr)
         if value is not None and "," in value:
             raise UsageError(f"{flag} takes one value with 'layers', not '{value}'")
     host = get_host()
-    (cell,), measurement = plan(args, host, single=True)
-    if args.plot:
+    (cell,), measurement = plan(req, host, single=True)
+    if req.plot:
         from cnnbench.results.plots import check_figure_path
 
-        check_figure_path(args.plot)  # before minutes of measuring, not after
-    python = pythons_for(args.python, [cell.config.framework], host).get(cell.config.framework)
-    timeout = positive_float("--timeout", args.timeout, MAX_TIMEOUT_S)
-    idle_s = positive_float("--idle", args.idle, MAX_MIN_TIME_S, allow_zero=True)
-    memory_limit = memory_size("--memory-limit", args.memory_limit) if args.memory_limit else None
-    from cnnbench.execution.cooldown import Cooldown, parse_cooldown
-
-    cooldown = parse_cooldown(args.cooldown)
-    meters = open_meters(args.meters, host)
+        check_figure_path(req.plot)  # before minutes of measuring, not after
+    python = pythons_for(req.python, [cell.config.framework], host).get(cell.config.framework)
+    timeout = positive_float("--timeout", req.timeout, MAX_TIMEOUT_S)
+    idle_s = positive_float("--idle", req.idle, MAX_MIN_TIME_S, allow_zero=True)
+    memory_limit = memory_size("--memory-limit", req.memory_limit) if req.memory_limit else None
+    cooldown = parse_cooldown(req.cooldown)
+    meters = open_meters(req.meters, host)
     show = sys.stderr.isatty() and not args.json and not args.quiet
     progress = Progress(len(cell.spec.layers) + 1, sys.stderr, enabled=show)
     try:
-        if meters.domains:
-            meters.start()
-            if idle_s:
-                progress.say(f"measuring idle power for {idle_s:g} s ...")
-                meters.idle(idle_s)
+        start_meters(meters, idle_s, progress.say)
         waited = None
         if cooldown is not None:
             waited = Cooldown(cooldown, meters.gpu_temperatures if meters.domains else None,
@@ -115,16 +111,14 @@ def cmd_layers(args: argparse.Namespace) -> int:
                             on_event=progress_events(progress, len(cell.spec.layers) + 1))
     except (KeyboardInterrupt, Terminated) as exc:
         print("cnnbench: layers: interrupted; nothing was measured to the end", file=sys.stderr)
-        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+        return interrupted_code(exc)
     finally:
         progress.close()
         meters.close()
     if waited is not None:
         report["cooldown"] = waited
-    report["meters"] = {"domains": {d: info.to_dict() for d, info in meters.domains.items()},
-                        "unavailable": meters.unavailable, "idle_power_w": dict(meters.idle_power or {}),
-                        "idle_baseline": getattr(meters, "idle_baseline", None),
-                        "idle_s": idle_s}
+    report["meters"] = meters_record(meters, idle_s)
+    report["meters"]["idle_s"] = report["meters"].pop("idle_s")  # last, where the layers document has it
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     elif report["status"] == "ok":
@@ -133,11 +127,11 @@ def cmd_layers(args: argparse.Namespace) -> int:
         # One line, whatever went wrong; the JSON document (if asked for) has the details.
         print(f"cnnbench: layers: {report['framework']}: {report['status']}: {report['reason']}", file=sys.stderr)
         return 1 if report["status"] in ("error", "oom", "timeout") else 0
-    if args.plot:
+    if req.plot:
         from cnnbench.results.plots import save_layers_figure
 
-        save_layers_figure(report, args.plot)
-        print(f"figure written to {args.plot}", file=sys.stderr)
+        save_layers_figure(report, req.plot)
+        print(f"figure written to {req.plot}", file=sys.stderr)
     return 0
 
 

@@ -12,6 +12,21 @@ from cnnbench.config import UsageError
 from cnnbench.spec import NetworkSpec
 
 
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "networks",
+        help="the networks; NAME: its per-layer table; import FILE.prototxt: convert a Caffe definition",
+        description="cnnbench networks                       list the networks\n"
+        "cnnbench networks NAME|FILE             per-layer table: output shape, parameters, forward FLOPs\n"
+        "cnnbench networks import FILE.prototxt  write a Caffe definition out in cnnbench's spec format",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="a network name, spec file or .prototxt, or 'import'")
+    p.add_argument("file", nargs="?", metavar="FILE", help="with 'import': the .prototxt to convert")
+    p.add_argument("-o", "--output", metavar="PATH", help="with 'import': write the spec here instead of stdout")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape) if shape else "-"
 

@@ -1,4 +1,5 @@
-"""``cnnbench history``, ``cnnbench show RUN`` and ``cnnbench report RUN``: what the results store holds."""
+"""``cnnbench history``, ``cnnbench show RUN``, ``cnnbench report RUN`` and ``cnnbench recommend``: what the
+results store holds."""
 
 from __future__ import annotations
 
@@ -6,19 +7,17 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
+from cnnbench.cli.options import add_db
 from cnnbench.config import UsageError, check_output_path, positive_int
 
 REPORT_FORMATS = ("md", "csv", "json")
 PLOT_KINDS = ("auto", "energy", "batch")
 
 
-def add_store_parsers(sub) -> None:
-    from cnnbench.cli import add_db
-
-    from cnnbench.results.recommend import add_parser as add_recommend
-
-    add_recommend(sub)
+def add_parsers(sub) -> None:
+    add_recommend_parser(sub)
     p = sub.add_parser("history", help="the stored runs: when, what, how many cells")
     p.add_argument("--limit", metavar="N", default="20", help="the N newest runs (default 20; 0: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -41,7 +40,7 @@ def add_store_parsers(sub) -> None:
     add_db(p)
 
 
-def _open(args: argparse.Namespace):
+def open_store(args: argparse.Namespace):
     from cnnbench.results.store import Store, default_path
 
     path = args.db or default_path()
@@ -57,8 +56,6 @@ def cmd_store(args: argparse.Namespace) -> int:
     if args.command == "show":
         return cmd_show(args)
     if args.command == "recommend":
-        from cnnbench.results.recommend import cmd_recommend
-
         return cmd_recommend(args)
     return cmd_report(args)
 
@@ -82,7 +79,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not os.path.exists(args.db or default_path()):
         print("[]" if args.json else f"no runs stored in {args.db or default_path()} yet")
         return 0
-    with _open(args) as store:
+    with open_store(args) as store:
         sessions = store.sessions(limit or None)
     if args.json:
         print(json.dumps([s.to_dict() for s in sessions], indent=2))
@@ -115,7 +112,7 @@ def _header(session, results) -> list[str]:
 def cmd_show(args: argparse.Namespace) -> int:
     from cnnbench.results.report import results_json, results_table
 
-    with _open(args) as store:
+    with open_store(args) as store:
         session = store.resolve(args.run)
         stored = store.results(session.id)
     results = [r for _, r in stored]
@@ -139,7 +136,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         check_plot_path(args.plot)
     if args.output:
         check_output_path(args.output)
-    with _open(args) as store:
+    with open_store(args) as store:
         session = store.resolve(args.run)
         results = [r for _, r in store.results(session.id)]
         base_session = store.resolve(args.baseline) if args.baseline else None
@@ -222,3 +219,74 @@ def check_plot_path(path: str) -> None:
                          f"{', '.join('.' + f for f in FORMATS)}")
     check_output_path(path)
 
+
+# -- recommend ------------------------------------------------------------------------------------------
+
+
+def add_recommend_parser(sub) -> None:
+    p = sub.add_parser("recommend", help="from stored results: the configuration with the least energy per image")
+    p.add_argument("--framework", metavar="F", required=True, help="framework name")
+    p.add_argument("--network", metavar="N", required=True, help="network name")
+    p.add_argument("--device", metavar="D", help="only results on this device (cpu, cuda, cuda:N)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_db(p)
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    threads = entry["threads"] if entry["threads"] is not None else "default"
+    text = (f"batch {entry['batch_size']}, {entry['device']}, {entry['precision']}, {entry['kernels']} kernels, "
+            f"threads {threads}")
+    if entry["options"]:
+        text += ", " + " ".join(f"{k}={v}" for k, v in entry["options"].items())
+    if entry["clocks"]:
+        text += f", {entry['clocks']}"
+    if entry.get("noisy"):
+        text += " (noisy)"
+    return text
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from cnnbench.results.recommend import recommend
+
+    with open_store(args) as store:
+        stored = store.find(args.framework, args.network)
+        frameworks, networks = store.names()
+    if args.device:
+        stored = [(s, r) for s, r in stored if r.device == args.device]
+    if not stored:
+        raise UsageError(
+            f"no successful stored cell of {args.framework} on {args.network}"
+            + (f" on {args.device}" if args.device else "")
+            + f"; stored frameworks: {', '.join(frameworks) or 'none'}; networks: {', '.join(networks) or 'none'}")
+    answer = recommend(stored)
+    answer.update(framework=args.framework, network=args.network)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    fastest = answer["fastest"]
+    print(f"{args.framework} {args.network}: {answer['configurations']} configurations stored "
+          f"({answer['measurements']} measurements; the newest of each counts)")
+    for entry in answer["noisy_ignored"]:
+        print(f"left out, noisy: {_describe(entry)}, run {entry['run']}: {'; '.join(entry['noisy_reasons'])}")
+    if answer["noisy_only"]:
+        print("every stored configuration is noisy: the answers below are ranked from noisy figures; measure "
+              "again on a quieter machine (cnnbench.results.quality's gate, docs/concepts.md)")
+    print(f"fastest:      {_describe(fastest)}: {fastest['ms_per_image']:.3g} ms/image "
+          f"({fastest['images_per_s']:,.1f} images/s), run {fastest['run']}")
+    best = answer["least_energy"]
+    if best is None:
+        print(f"least energy: unavailable: no stored configuration has an energy figure "
+              f"({answer['energy_unavailable']})")
+        return 0
+    print(f"least energy: {_describe(best)}: {best['energy_per_image_j']:.4g} J/image ({best['energy_method']}), "
+          f"{best['power_w']:.1f} W, {best['ms_per_image']:.3g} ms/image, run {best['run']}")
+    cost = answer["time_cost_vs_fastest"]
+    saved = answer.get("energy_saved_vs_fastest")
+    if best is not None and _describe(best) == _describe(fastest):
+        print("the fastest configuration is also the one with the least energy per image")
+    else:
+        versus = (f"{saved:.0%} less energy per image than the fastest" if saved is not None
+                  else "the fastest has no energy figure to compare")
+        print(f"cost: {versus}, at {cost:+.0%} time per image ({answer['configurations_with_energy']} of "
+              f"{answer['configurations']} configurations have energy)")
+    return 0

@@ -14,23 +14,10 @@ and then every answer says it is noisy.
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
-from cnnbench.config import UsageError
 from cnnbench.results.record import Result
-
-
-def add_parser(sub) -> None:
-    from cnnbench.cli import add_db
-
-    p = sub.add_parser("recommend", help="from stored results: the configuration with the least energy per image")
-    p.add_argument("--framework", metavar="F", required=True, help="framework name")
-    p.add_argument("--network", metavar="N", required=True, help="network name")
-    p.add_argument("--device", metavar="D", help="only results on this device (cpu, cuda, cuda:N)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_db(p)
 
 
 def _clocks(result: Result) -> str | None:
@@ -99,63 +86,3 @@ def _entry(session: int, result: Result) -> dict[str, Any]:
             "images_per_s": result.images_per_s, "energy_per_image_j": total.get("energy_per_image_j"),
             "energy_method": total.get("method"), "power_w": total.get("power_w"), "noisy": _noisy(result),
             "noisy_reasons": list((result.quality or {}).get("reasons") or [])}
-
-
-def _describe(entry: dict[str, Any]) -> str:
-    threads = entry["threads"] if entry["threads"] is not None else "default"
-    text = (f"batch {entry['batch_size']}, {entry['device']}, {entry['precision']}, {entry['kernels']} kernels, "
-            f"threads {threads}")
-    if entry["options"]:
-        text += ", " + " ".join(f"{k}={v}" for k, v in entry["options"].items())
-    if entry["clocks"]:
-        text += f", {entry['clocks']}"
-    if entry.get("noisy"):
-        text += " (noisy)"
-    return text
-
-
-def cmd_recommend(args: argparse.Namespace) -> int:
-    from cnnbench.cli.store import _open
-
-    with _open(args) as store:
-        stored = store.find(args.framework, args.network)
-        frameworks, networks = store.names()
-    if args.device:
-        stored = [(s, r) for s, r in stored if r.device == args.device]
-    if not stored:
-        raise UsageError(
-            f"no successful stored cell of {args.framework} on {args.network}"
-            + (f" on {args.device}" if args.device else "")
-            + f"; stored frameworks: {', '.join(frameworks) or 'none'}; networks: {', '.join(networks) or 'none'}")
-    answer = recommend(stored)
-    answer.update(framework=args.framework, network=args.network)
-    if args.json:
-        print(json.dumps(answer, indent=2))
-        return 0
-    fastest = answer["fastest"]
-    print(f"{args.framework} {args.network}: {answer['configurations']} configurations stored "
-          f"({answer['measurements']} measurements; the newest of each counts)")
-    for entry in answer["noisy_ignored"]:
-        print(f"left out, noisy: {_describe(entry)}, run {entry['run']}: {'; '.join(entry['noisy_reasons'])}")
-    if answer["noisy_only"]:
-        print("every stored configuration is noisy: the answers below are ranked from noisy figures; measure "
-              "again on a quieter machine (cnnbench.results.quality's gate, docs/concepts.md)")
-    print(f"fastest:      {_describe(fastest)}: {fastest['ms_per_image']:.3g} ms/image "
-          f"({fastest['images_per_s']:,.1f} images/s), run {fastest['run']}")
-    best = answer["least_energy"]
-    if best is None:
-        print(f"least energy: unavailable: no stored configuration has an energy figure "
-              f"({answer['energy_unavailable']})")
-        return 0
-    print(f"least energy: {_describe(best)}: {best['energy_per_image_j']:.4g} J/image ({best['energy_method']}), "
-          f"{best['power_w']:.1f} W, {best['ms_per_image']:.3g} ms/image, run {best['run']}")
-    cost = answer["time_cost_vs_fastest"]
-    saved = answer.get("energy_saved_vs_fastest")
-    if best is not None and _describe(best) == _describe(fastest):
-        print("the fastest configuration is also the one with the least energy per image")
-    else:
-        versus = (f"{saved:.0%} less energy per image than the fastest" if saved is not None
-                  else "the fastest has no energy figure to compare")
-        print(f"cost: {versus}, at {cost:+.0%} time per image ({answer['configurations_with_energy']} of "
-              f"{answer['configurations']} configurations have energy)")
-    return 0
