@@ -144,7 +144,7 @@ class PluginHost:
     def adapters(self) -> dict[str, type[FrameworkAdapter]]:
         """Adapter classes by name, sorted; invalid and duplicate ones are recorded as failures."""
         if self._adapters is None:
-            registry = self._registry("cnnbench_register_adapters", "adapter", _adapter_problem)
+            registry = self._registry("cnnbench_register_adapters", "adapter", adapter_problem)
             self._adapters = {name: cls for name, (_, cls) in registry.items()}
             self._adapter_plugins = {name: plugin for name, (plugin, _) in registry.items()}
         return self._adapters
@@ -211,7 +211,7 @@ def _qualname(cls: Any) -> str:
     return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
 
 
-def _adapter_problem(cls: Any) -> str | None:
+def adapter_problem(cls: Any) -> str | None:
     if not (inspect.isclass(cls) and issubclass(cls, FrameworkAdapter)):
         return f"cnnbench_register_adapters() returned {cls!r}, which is not a FrameworkAdapter subclass"
     name = getattr(cls, "name", None)

@@ -28,7 +28,7 @@ from cnnbench.adapter import DIRECTIONS, FrameworkAdapter
 from cnnbench.config import Measurement
 from cnnbench.meters.energy import attach_energy
 from cnnbench.results.record import Result
-from cnnbench.execution.runner import Cell, EventHandler, _attach_meters, _gpu_domain, _to_result, new_result, preflight, \
+from cnnbench.execution.runner import Cell, EventHandler, attach_meters, gpu_domain, to_result, new_result, preflight, \
     run_worker
 
 SCHEMA_VERSION = 1
@@ -65,13 +65,13 @@ def run_layers(cell: Cell, measurement: Measurement, host: Any, *, timeout: floa
     outcome = run_worker(job, config, timeout=timeout, python=python, adapter_module=cls.__module__,
                          on_event=on_event, memory_limit=memory_limit)
     # The whole network reads like one ``run`` cell: its status covers crashes, timeouts and refusals.
-    network = _to_result(cell, outcome)
+    network = to_result(cell, outcome)
     if network.status == "ok" and meters is not None and meters.domains:
-        _attach_meters(network, meters)
+        attach_meters(network, meters)
     report = _header(cell, measurement, network)
     if network.status != "ok":
         return report
-    gpu = _gpu_domain(network, meters) if meters is not None and meters.domains else None
+    gpu = gpu_domain(network, meters) if meters is not None and meters.domains else None
     no_energy = None if meters is not None and meters.domains else (
         meters.no_energy_reason if meters is not None else "no meters")
     report["energy_unavailable"] = no_energy

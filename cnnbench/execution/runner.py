@@ -324,10 +324,10 @@ def run_cell(
     }
     outcome = run_worker(job, cell.config, timeout=timeout, python=python, adapter_module=adapter_module,
                          on_event=on_event, memory_limit=memory_limit)
-    return _to_result(cell, outcome)
+    return to_result(cell, outcome)
 
 
-def _to_result(cell: Cell, outcome: WorkerOutcome) -> Result:
+def to_result(cell: Cell, outcome: WorkerOutcome) -> Result:
     config = cell.config
     final, hello, stderr_tail = outcome.final, outcome.hello, outcome.stderr_tail
     failure = outcome.failure()
@@ -367,7 +367,7 @@ def _to_result(cell: Cell, outcome: WorkerOutcome) -> Result:
     return result
 
 
-def _gpu_domain(result: Result, meters: Any) -> str | None:
+def gpu_domain(result: Result, meters: Any) -> str | None:
     """The meter domain of the GPU the worker ran on, by the UUID / PCI bus id it reported."""
     worker = result.provenance.get("worker", {})
     if result.device.startswith("cuda") and (worker.get("gpu_uuid") or worker.get("gpu_pci_bus_id")):
@@ -375,10 +375,10 @@ def _gpu_domain(result: Result, meters: Any) -> str | None:
     return None
 
 
-def _attach_meters(result: Result, meters: Any) -> None:
+def attach_meters(result: Result, meters: Any) -> None:
     from cnnbench.meters.energy import attach_energy
 
-    gpu = _gpu_domain(result, meters)
+    gpu = gpu_domain(result, meters)
     attach_energy(result, meters, gpu)
     inventory = meters.inventory()
     result.provenance["meters"] = {"periods_s": meters.periods(), "idle_power_w": dict(meters.idle_power or {}),
@@ -398,7 +398,7 @@ def _attach_heat(result: Result, monitor: Any, meters: Any, waited: dict[str, An
     from cnnbench.meters.conditions import attach_conditions
 
     metered = meters is not None and bool(meters.domains)
-    attach_conditions(result, monitor, _gpu_domain(result, meters) if metered else None,
+    attach_conditions(result, monitor, gpu_domain(result, meters) if metered else None,
                       meters.gpu_domains() if metered else [])
     if result.windows:
         monitor.forget_before(result.windows[-1]["end"])
@@ -455,7 +455,7 @@ def run_grid(
             # the quality gate: spread across windows, the load around the worker, what --stable did
             assess(result, probe.close(), measurement.stable, measurement.stable_max_time)
         if meters is not None and meters.domains and result.status == "ok":
-            _attach_meters(result, meters)
+            attach_meters(result, meters)
         _attach_heat(result, monitor, meters, waited)
         if not result.energy:
             result.energy_unavailable = energy_unavailable

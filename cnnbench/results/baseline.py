@@ -27,7 +27,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnbench.results.report import AXES, _axis_value
+from cnnbench.results.report import AXES, axis_value
 from cnnbench.results.record import Result
 
 CONFIDENCE = 0.95
@@ -259,8 +259,8 @@ def changes_table(changes: list[Change], tablefmt: str = "simple") -> str:
     if not changes:
         return "no cells to compare"
     cells = [c.result or c.baseline for c in changes]
-    varying = [(attr, head) for attr, head in AXES if len({_axis_value(r, attr) for r in cells}) > 1] or [AXES[0]]
-    fixed = [(head, _axis_value(cells[0], attr)) for attr, head in AXES
+    varying = [(attr, head) for attr, head in AXES if len({axis_value(r, attr) for r in cells}) > 1] or [AXES[0]]
+    fixed = [(head, axis_value(cells[0], attr)) for attr, head in AXES
              if (attr, head) not in varying and not (attr == "options" and not cells[0].options)]
     notes: list[str] = []
 
@@ -271,7 +271,7 @@ def changes_table(changes: list[Change], tablefmt: str = "simple") -> str:
 
     rows = []
     for change, cell in zip(changes, cells):
-        row = [_axis_value(cell, attr) for attr, _ in varying]
+        row = [axis_value(cell, attr) for attr, _ in varying]
         for d, why, up, down in ((change.time, change.time_reason, "slower", "faster"),
                                  (change.energy, change.energy_reason, "more", "less")):
             if d is not None:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.config import UsageError
 from cnnbench.meters.energy import TOTAL_KINDS
-from cnnbench.results.report import AXES, _axis_value, cell_warnings, is_noisy
+from cnnbench.results.report import AXES, axis_value, cell_warnings, is_noisy
 from cnnbench.results.record import Result
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def _build(results: list[Result], kind: str, title: str | None) -> tuple[Figure,
 
 def _part(result: Result, attr: str) -> str:
     """One axis value as it reads on its own under a bar: "bs8", not "8"."""
-    value = _axis_value(result, attr)
+    value = axis_value(result, attr)
     if attr == "batch_size":
         return f"bs{value}"
     if attr in ("threads", "kernels"):
@@ -135,9 +135,9 @@ def _part(result: Result, attr: str) -> str:
 
 def _split_axes(results: list[Result]) -> tuple[list[str], str]:
     """The axes that vary (they label bars and series) and a line of those that do not (for the title)."""
-    varying = [attr for attr, _ in AXES if len({_axis_value(r, attr) for r in results}) > 1]
+    varying = [attr for attr, _ in AXES if len({axis_value(r, attr) for r in results}) > 1]
     # no-break spaces inside an item, so the title wraps between items, never within "threads: default"
-    fixed = [f"{head}:\u00a0{_axis_value(results[0], attr)}".replace(" ", "\u00a0") for attr, head in AXES
+    fixed = [f"{head}:\u00a0{axis_value(results[0], attr)}".replace(" ", "\u00a0") for attr, head in AXES
              if attr not in varying and not (attr == "options" and not results[0].options)]
     return varying, "   ".join(fixed)
 

@@ -20,7 +20,7 @@ AXES = (
 )
 
 
-def _axis_value(result: Result, attr: str) -> str:
+def axis_value(result: Result, attr: str) -> str:
     value = getattr(result, attr)
     if attr == "threads" and value is None:
         return "default"
@@ -67,8 +67,8 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
 
     if not results:
         return "no results"
-    varying = [(attr, head) for attr, head in AXES if len({_axis_value(r, attr) for r in results}) > 1]
-    fixed = [(head, _axis_value(results[0], attr)) for attr, head in AXES
+    varying = [(attr, head) for attr, head in AXES if len({axis_value(r, attr) for r in results}) > 1]
+    fixed = [(head, axis_value(results[0], attr)) for attr, head in AXES
              if (attr, head) not in varying and not (attr == "options" and not results[0].options)]
     if not varying:
         varying = [AXES[0]]
@@ -88,7 +88,7 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
     shares = any(r.energy_total and r.energy_total.get("cpu_share") is not None for r in results)
     rows = []
     for r in results:
-        row = [_axis_value(r, attr) for attr, _ in varying]
+        row = [axis_value(r, attr) for attr, _ in varying]
         if r.time_per_iter_ms is not None:
             # one window has no spread to show: "± ?" and its footnote, never a reassuring "± 0.00"
             spread = " ± ?" if len(r.windows) == 1 or r.time_per_iter_ms_stdev is None else f" ± {r.time_per_iter_ms_stdev:.2f}"

@@ -156,7 +156,7 @@ class Gpu:
 
 def read_gpus(nvml: Any) -> list[Gpu]:
     """Every GPU NVML sees, with its clock pairs, application clocks and power-limit range."""
-    from cnnbench.meters.nvml import _text
+    from cnnbench.meters.nvml import text_of
     gpus = []
     try:
         count = nvml.nvmlDeviceGetCount()
@@ -165,8 +165,8 @@ def read_gpus(nvml: Any) -> list[Gpu]:
     for index in range(count):
         try:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            gpu = Gpu(index, _text(nvml.nvmlDeviceGetName(handle)), _text(nvml.nvmlDeviceGetUUID(handle)),
-                      _text(nvml.nvmlDeviceGetPciInfo(handle).busId), handle=handle)
+            gpu = Gpu(index, text_of(nvml.nvmlDeviceGetName(handle)), text_of(nvml.nvmlDeviceGetUUID(handle)),
+                      text_of(nvml.nvmlDeviceGetPciInfo(handle).busId), handle=handle)
         except nvml.NVMLError as exc:
             # not skipped: the GPUs' PCI order, which maps cuda:N to a GPU, needs every one of them
             raise UsageError(f"NVML device {index} cannot be opened: {_describe(exc)}") from None

@@ -92,10 +92,6 @@ from cnnbench.testing.powercap import (
     AMD_RANGE_UJ, INTEL_RANGE_UJ, CounterDriver, FakeZone, PowercapTree, unreadable)
 from cnnbench.testing.registration import Registration, registered
 
-# The private helpers of the single module this package replaced, for code that reached for them.
-from cnnbench.testing.nvml import _NVML_ERROR_TEXT, _NVML_ERRORS  # noqa: E402,F401
-from cnnbench.testing.powercap import _ZONE_ID, _symlink, _write, _write_atomic  # noqa: E402,F401
-
 __all__ = [
     "AMD_RANGE_UJ", "INTEL_RANGE_UJ", "TINY_NETWORK", "ContractReport", "ContractWarning", "CounterDriver",
     "FakeGpu", "FakeMeter", "FakeZone", "HostSide", "PowercapTree", "Registration", "check_adapter",

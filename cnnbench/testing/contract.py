@@ -148,9 +148,9 @@ def _framework_module(cls: type[FrameworkAdapter]) -> str:
 
 
 def _attribute_problems(cls: Any) -> list[str]:
-    from cnnbench.plugins import _adapter_problem
+    from cnnbench.plugins import adapter_problem
 
-    problems = [p for p in [_adapter_problem(cls)] if p]
+    problems = [p for p in [adapter_problem(cls)] if p]
     hint = getattr(cls, "install_hint", None)
     if not (isinstance(hint, str) and hint.strip()):
         problems.append(f"adapter {_qualname(cls)} has no install_hint (what a user runs to get the framework; "
