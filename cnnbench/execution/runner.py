@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterator
 from cnnbench.config import Measurement, RunConfig, format_size
 from cnnbench.plugins import PluginHost
 from cnnbench.system.provenance import host_inventory
-from cnnbench.results.quality import LoadProbe, assess
+from cnnbench.results.quality import assess
+from cnnbench.system.load import LoadProbe
 from cnnbench.results.record import Result
 from cnnbench.spec import NetworkSpec
 from cnnbench.execution.worker import FINAL_EVENTS, PROTOCOL_VERSION

@@ -9,8 +9,9 @@ A benchmark on a busy machine measures the machine, not the network (issue 15: 1
 - ``load``: the 1-minute load average before and after the cell, the share of CPU time the hypervisor stole
   (where /proc/stat has the steal column), and the share of the CPUs cnnbench may use that *other* processes
   kept busy during the cell: the busy time of those CPUs (/proc/stat) minus what the host process and the
-  worker's process tree used (getrusage), over the cell's wall time × those CPUs. /proc is read twice per
-  cell, at its start and its end, so the gate costs nothing inside the timed windows;
+  worker's process tree used (getrusage), over the cell's wall time × those CPUs
+  (``cnnbench.system.load.LoadProbe``). /proc is read twice per cell, at its start and its end, so the gate
+  costs nothing inside the timed windows;
 - ``noisy`` and ``reasons``: whether a threshold below was passed, one line per threshold with its figure.
 
 The 1-minute load average is recorded but not gated on: it decays over minutes, so it still carries the
@@ -23,11 +24,7 @@ standard library only.
 from __future__ import annotations
 
 import math
-import os
-import resource
 import statistics
-import time
-from dataclasses import dataclass
 from typing import Any
 
 #: A cell whose windows' coefficient of variation passes this is noisy: with 5 windows it puts the 95 % interval
@@ -138,92 +135,6 @@ def stability(windows: list[dict[str, float]], target: float, max_time: float) -
         "interval_ms": None if interval is None else [interval[0] * 1e3, interval[1] * 1e3],
         "windows": len(windows), "seconds": windows[-1]["end"] - windows[0]["start"] if windows else 0.0,
     }
-
-
-# --- the machine's load around a cell -------------------------------------------------------------------
-
-#: /proc/stat's CPU columns (proc(5)); ``guest`` and ``guest_nice`` are already inside ``user`` and ``nice``.
-_BUSY = ("user", "nice", "system", "irq", "softirq")
-_COLUMNS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-
-
-def _cpu_times(cpus: set[int]) -> dict[str, float] | None:
-    """Seconds per /proc/stat column summed over ``cpus`` (those of them the kernel lists); ``steal`` is
-    absent where the kernel has no such column (before 2.6.11)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total: dict[str, float] = {}
-    try:
-        with open("/proc/stat") as f:
-            lines = f.readlines()
-    except OSError:
-        return None
-    for line in lines:
-        name, *values = line.split()
-        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
-            continue
-        for column, value in zip(_COLUMNS, values):
-            total[column] = total.get(column, 0.0) + int(value) / tick
-    return total or None
-
-
-def _loadavg() -> float | None:
-    try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _own_cpu_s() -> float:
-    """CPU seconds of this process (every thread: the meters' samplers too) and of the children it has
-    waited for (the worker, and whatever the worker waited for)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def usable_cpus() -> set[int]:
-    try:
-        return set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return set(range(os.cpu_count() or 1))
-
-
-@dataclass
-class LoadProbe:
-    """Opened before a cell's worker starts, closed once it has been waited for: ``close()`` gives the load."""
-
-    cpus: set[int]
-    start: float
-    loadavg: float | None
-    times: dict[str, float] | None
-    own: float
-
-    @classmethod
-    def open(cls) -> LoadProbe:
-        cpus = usable_cpus()
-        return cls(cpus, time.monotonic(), _loadavg(), _cpu_times(cpus), _own_cpu_s())
-
-    def close(self) -> dict[str, Any]:
-        """The load during the cell. Shares are of the CPU time the usable CPUs had; None where /proc has no
-        figure for them."""
-        wall = time.monotonic() - self.start
-        own = _own_cpu_s() - self.own
-        times = _cpu_times(self.cpus)
-        load: dict[str, Any] = {"loadavg_1m_before": self.loadavg, "loadavg_1m_after": _loadavg(),
-                                "cpus": len(self.cpus), "wall_s": wall, "own_cpu_s": own,
-                                "others_cpu_share": None, "steal_share": None}
-        if self.times is None or times is None or wall <= 0:
-            load["unavailable"] = "no /proc/stat here: the machine's load is unknown"
-            return load
-        delta = {column: times.get(column, 0.0) - self.times.get(column, 0.0) for column in times}
-        busy = sum(delta.get(column, 0.0) for column in _BUSY)
-        # /proc/stat counts in ticks (10 ms): a short cell's figure is a few ticks off, never below 0
-        load["others_cpu_share"] = max(0.0, busy - own) / (wall * len(self.cpus))
-        elapsed = sum(delta.values())
-        if "steal" in times and elapsed > 0:
-            load["steal_share"] = delta["steal"] / elapsed
-        return load
 
 
 # --- the gate -------------------------------------------------------------------------------------------
