@@ -161,18 +161,14 @@ def execute(request: GridRequest, *, stream: TextIO = sys.stderr, show_progress:
     """Run the grid ``request`` describes (``run``, ``compare``, a ``dvfs`` workload): plan it, then run it
     through ``executor`` (default: a worker process per cell here), storing as it goes. Returns the
     ``cnnbench.execution.session.GridRun``; bad values raise ``UsageError`` before anything is measured."""
-    from cnnbench.execution.session import open_store, run_plan
+    from cnnbench.execution.session import closed_on_error, open_store, run_plan
     from cnnbench.planning.grid import prepare
     from cnnbench.plugins import get_host
 
     host = get_host()
     store = open_store(request)
-    try:
+    with closed_on_error(store):
         grid = prepare(request, host, store)
-    except BaseException:
-        if store is not None:
-            store.close()
-        raise
     return run_plan(grid, host, store, kind="run" if request.single else "compare", argv=request.argv,
                     stream=stream, show_progress=show_progress, annotate=annotate, executor=executor)
 

@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from cnnbench.cli.options import add_memory_limit, add_option, add_python, add_timing
+from cnnbench.cli.options import add_measurement, add_option, add_python
 from cnnbench.config import PRECISIONS, memory_size, positive_float
 from cnnbench.errors import UsageError, interrupted_code
 from cnnbench.planning.requests import MAX_MIN_TIME_S, MAX_TIMEOUT_S, LayersRequest
@@ -48,18 +48,9 @@ def add_layers_parser(sub) -> None:
     p.add_argument("--threads", metavar="T", help="compute threads: a number, physical or logical; default: the framework's")
     add_python(p)
     add_option(p)
-    g = p.add_argument_group("measurement (per layer and direction, and for the whole network)")
-    add_timing(g, "timed windows")
-    g.add_argument("--timeout", metavar="S", default=DEFAULTS.timeout,
-                   help=f"seconds for the whole layer run before its worker is stopped (default {DEFAULTS.timeout})")
-    add_memory_limit(g, "the layer run's worker")
-    g.add_argument("--meters", metavar="M", default=DEFAULTS.meters,
-                   help=f"auto (every meter readable here), none, or meter names, e.g. rapl,nvml (default {DEFAULTS.meters})")
-    g.add_argument("--idle", metavar="S", default=DEFAULTS.idle,
-                   help=f"seconds of idle power measured first, for above-idle energy; 0: none (default {DEFAULTS.idle})")
-    g.add_argument("--cooldown", metavar="auto|S",
-                   help="before the run, wait until the GPU is back within 2 °C of its idle temperature, at most "
-                        "S seconds (auto: at most 300 s); default: no wait")
+    add_measurement(p.add_argument_group("measurement (per layer and direction, and for the whole network)"),
+                    repeats="timed windows", timeout="seconds for the whole layer run", worker="the layer run's worker",
+                    meter_examples="rapl,nvml", idle="measured first, for above-idle energy", cooldown="before the run")
     p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     p.add_argument("--plot", metavar="FILE", help="write the breakdown by layer type as a figure (.png, .svg or .pdf)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")

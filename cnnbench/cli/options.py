@@ -33,21 +33,29 @@ def add_axes(p: argparse.ArgumentParser, single: bool) -> None:
                                                   "the same for every framework")
     add_python(p)
     add_option(p)
-    g = p.add_argument_group("measurement")
-    add_timing(g, "timed windows per cell")
-    g.add_argument("--timeout", metavar="S", default=DEFAULTS.timeout,
-                   help=f"seconds per cell before its worker is stopped (default {DEFAULTS.timeout})")
-    add_memory_limit(g, "each cell's worker")
-    g.add_argument("--meters", metavar="M", default=DEFAULTS.meters,
-                   help=f"auto (every meter readable here), none, or meter names, e.g. rapl,nvml or rapl:psys (default {DEFAULTS.meters})")
-    g.add_argument("--idle", metavar="S", default=DEFAULTS.idle,
-                   help=f"seconds of idle power measured before the grid, subtracted for above-idle energy; 0: none (default {DEFAULTS.idle})")
-    g.add_argument("--cooldown", metavar="auto|S",
-                   help="before each cell, wait until the GPU is back within 2 °C of its idle temperature, at most "
-                        "S seconds (auto: at most 300 s); default: no wait")
+    add_measurement(p.add_argument_group("measurement"), repeats="timed windows per cell",
+                    timeout="seconds per cell", worker="each cell's worker", meter_examples="rapl,nvml or rapl:psys",
+                    idle="measured before the grid, subtracted for above-idle energy", cooldown="before each cell")
     p.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     add_db(p)
+
+
+def add_measurement(g, *, repeats: str, timeout: str, worker: str, meter_examples: str, idle: str,
+                    cooldown: str) -> None:
+    """Timing, limits, meters, the idle baseline and the cooldown; the phrases say what they apply to."""
+    add_timing(g, repeats)
+    g.add_argument("--timeout", metavar="S", default=DEFAULTS.timeout,
+                   help=f"{timeout} before its worker is stopped (default {DEFAULTS.timeout})")
+    add_memory_limit(g, worker)
+    g.add_argument("--meters", metavar="M", default=DEFAULTS.meters,
+                   help=f"auto (every meter readable here), none, or meter names, e.g. {meter_examples} "
+                        f"(default {DEFAULTS.meters})")
+    g.add_argument("--idle", metavar="S", default=DEFAULTS.idle,
+                   help=f"seconds of idle power {idle}; 0: none (default {DEFAULTS.idle})")
+    g.add_argument("--cooldown", metavar="auto|S",
+                   help=f"{cooldown}, wait until the GPU is back within 2 °C of its idle temperature, at most "
+                        "S seconds (auto: at most 300 s); default: no wait")
 
 
 def add_option(p: argparse.ArgumentParser) -> None:

@@ -5,9 +5,10 @@ layers runs and dvfs sweeps alike. The CLI prints what this returns; the Python 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 from cnnbench.errors import StoreError, Terminated, UsageError, interrupted_code
 from cnnbench.results.record import REFUSED_STATUSES, Result
@@ -75,6 +76,17 @@ def open_store(request):
         raise UsageError(str(exc)) from None
 
 
+@contextlib.contextmanager
+def closed_on_error(store) -> Iterator[None]:
+    """Close ``store`` (an open results store, or None) if what runs inside fails; it stays open otherwise."""
+    try:
+        yield
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+
+
 def start_meters(meters, idle_s: float, say: Callable[[str], None]) -> None:
     """Start sampling and take the idle baseline (``idle_s`` seconds; 0: none), where any meter can be read:
     the same for a grid, a layers run and each setting of a dvfs sweep."""
@@ -105,12 +117,8 @@ def run_plan(grid, host, store, *, kind: str, argv: list[str], stream: TextIO = 
     executor = executor or LocalExecutor()
     cells, measurement, previous = grid.cells, grid.measurement, grid.previous
     todo = [(position, cell) for position, cell in enumerate(cells) if position not in previous]
-    try:
+    with closed_on_error(store):
         meters = open_meters(grid.meters, host)
-    except BaseException:
-        if store is not None:
-            store.close()
-        raise
     run = GridRun(results=[], cells_planned=len(cells), db_path=store.path if store else None)
     if grid.baseline_session is not None:
         run.baseline_session, run.baseline = grid.baseline_session, grid.baseline
