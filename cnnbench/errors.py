@@ -1,4 +1,6 @@
-"""The exceptions every part raises and the exit codes the command line turns them into: one place for each.
+"""The exceptions the command line turns into exit codes, and those codes: one place for each. (Exceptions that
+belong to one contract stay with it: ``Unsupported`` and ``OutOfMemory`` in ``cnnbench.adapter``, ``MeterError``
+in ``cnnbench.meters``.)
 
 Only the standard library: the worker, which may run under another interpreter, and ``cnnbench --help``
 import this module.
@@ -24,6 +26,14 @@ class UsageError(Exception):
 class StoreError(Exception):
     """The results database cannot be opened, read or written (locked, full, not a database, ...); kept
     here, not in cnnbench.results.store, so the CLI can catch it without importing sqlite3."""
+
+
+class SpecError(Exception):
+    """An invalid network spec; the message starts with the source and names the layer."""
+
+
+class PluginError(Exception):
+    """A plugin is broken; raised only in strict mode, otherwise recorded as a PluginFailure."""
 
 
 class Terminated(BaseException):

@@ -22,16 +22,13 @@ import pluggy
 
 from cnnbench import hookspecs
 from cnnbench.adapter import Availability, FrameworkAdapter
+from cnnbench.errors import PluginError  # public here too: plugin authors catch cnnbench.plugins.PluginError
 
 #: Built-in plugins, registered through the same hooks as third-party ones. Importable from a bare
 #: checkout with ``PYTHONPATH=.:plugins``; a missing framework only makes its adapter "unavailable".
 DEFAULT_PLUGINS: tuple[str, ...] = ("cnnbench.meters.builtin", "cnnbench_caffe", "cnnbench_torch", "cnnbench_tensorflow", "cnnbench_mxnet")
 ENTRY_POINT_GROUP = "cnnbench"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
-
-
-class PluginError(Exception):
-    """A plugin is broken; raised only in strict mode, otherwise recorded as a PluginFailure."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import cnnbench
 from cnnbench.cli.options import Parser
-from cnnbench.errors import EXIT_FAILED, EXIT_USAGE, StoreError, Terminated, UsageError
+from cnnbench.errors import EXIT_FAILED, EXIT_USAGE, PluginError, SpecError, StoreError, Terminated, UsageError
 
 #: Each command's module in this package and the function that runs it, in the order ``--help`` lists them.
 COMMANDS = {
@@ -86,9 +86,6 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cnnbench.plugins import PluginError
-    from cnnbench.spec import SpecError
-
     parser = build_parser()
     # SIGTERM and SIGHUP unwind like Ctrl-C, so workers are stopped and finished cells printed.
     for sig in (signal.SIGTERM, signal.SIGHUP):

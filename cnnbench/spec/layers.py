@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any, Callable
 
+from cnnbench.errors import SpecError  # public as cnnbench.spec.SpecError
+
 LAYER_TYPES: tuple[str, ...] = ("concat", "conv", "dropout", "fc", "flatten", "lrn", "pool", "relu",
                                 "softmax_loss")
 # Parameter keys per type; the order is the order of the normalised ``params`` dict.
@@ -31,10 +33,6 @@ MULTI_INPUT_TYPES = ("concat",)
 POOL_MODES = ("max", "avg")
 ROUND_MODES = ("floor", "ceil")
 _REQUIRED = object()
-
-
-class SpecError(Exception):
-    """An invalid network spec; the message starts with the source and names the layer."""
 
 
 class Params:
