@@ -241,6 +241,14 @@ def _meter_problem(cls: Any) -> str | None:
 _host: PluginHost | None = None
 
 
+def replace_host(host: PluginHost | None) -> PluginHost | None:
+    """Put ``host`` in place of the one :func:`get_host` keeps (None: the next call loads the plugins afresh);
+    returns the one it replaced, to be put back."""
+    global _host
+    previous, _host = _host, host
+    return previous
+
+
 def get_host() -> PluginHost:
     """The process-wide plugin host, loaded on first use."""
     global _host

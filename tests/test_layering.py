@@ -1,6 +1,7 @@
 """The layering of the tree, kept by parsing every import in cnnbench/ and plugins/ (those inside functions
 included; those under ``if TYPE_CHECKING:`` excluded, as they never run): no import cycle between modules, no
-module outside cnnbench/cli/ importing the command line, and no private name imported from another module."""
+module outside cnnbench/cli/ importing the command line, and no private name of another module, whether
+imported (``from x import _name``) or reached through it (``x._name``)."""
 
 from __future__ import annotations
 
@@ -95,9 +96,47 @@ def graph(sources=SOURCES) -> tuple[dict[str, set[str]], list[str], list[str]]:
                 cli_imports.append(f"{where}: {name} imports {target}")
             if target in files and target != name:
                 for n in names:
-                    if n.startswith("_") and not n.startswith("__") and f"{target}.{n}" not in files:
+                    if _private(n) and f"{target}.{n}" not in files:
                         private.append(f"{where}: from {target} import {n}")
+        for module, attr, line in private_attributes(tree, files):
+            if module != name:
+                private.append(f"{path}:{line}: {module}.{attr}")
     return edges, cli_imports, private
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_attributes(tree: ast.AST, files: dict) -> list[tuple[str, str, int]]:
+    """``module._name`` where ``module`` is one of ours, reached through an import (``import a.b``,
+    ``import a.b as m``, ``from a import b``): a private name of another module all the same."""
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and alias.name in files:
+                    bound[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in files:
+                    bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+
+    def dotted(node) -> str | None:
+        if isinstance(node, ast.Name):
+            return bound.get(node.id, node.id)
+        if isinstance(node, ast.Attribute):
+            base = dotted(node.value)
+            return f"{base}.{node.attr}" if base else None
+        return None
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            module = dotted(node.value)
+            if module in files:
+                found.append((module, node.attr, node.lineno))
+    return found
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -151,6 +190,10 @@ def test_no_private_names_imported_across_modules():
     ({"cnnbench/a.py": "def f():\n    from cnnbench.cli.grid import plan\n", "cnnbench/cli/__init__.py": "",
       "cnnbench/cli/grid.py": "plan = 1\n"}, "cli"),
     ({"cnnbench/a.py": "from cnnbench.b import _helper\n", "cnnbench/b.py": "_helper = 1\n"}, "private"),
+    ({"cnnbench/a.py": "from cnnbench import b\n\nb._helper()\n", "cnnbench/b.py": "def _helper(): pass\n"},
+     "private"),
+    ({"cnnbench/a.py": "def f():\n    import cnnbench.b\n    return cnnbench.b._state\n",
+      "cnnbench/b.py": "_state = 1\n"}, "private"),
 ])
 def test_the_checks_catch_what_they_are_for(tmp_path, files, broken):
     for rel, text in files.items():

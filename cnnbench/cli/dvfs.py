@@ -499,7 +499,7 @@ def _cmd_restore() -> int:
         raise UsageError(f"the state file {path} was written on host {state.get('hostname')}: run "
                          "'cnnbench dvfs --restore' there")
     pid = state.get("pid")
-    if isinstance(pid, int) and pid != os.getpid() and dvfs_state._alive(pid):
+    if isinstance(pid, int) and pid != os.getpid() and dvfs_state.alive(pid):
         raise UsageError(f"the sweep that wrote {path} (pid {pid}) is still running and restores on its own; "
                          f"stop it with 'kill {pid}' (it restores first)")
     with dvfs_state.deferred_signals():

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,13 +36,12 @@ from cnnbench.config import UsageError
 STATE_FILE = "dvfs-state.json"
 STATE_VERSION = 1
 # NVML constants, as in nvml.h (used where the module lacks them).
-_CLOCK_GRAPHICS, _CLOCK_MEM = 0, 2
-_NOT_SUPPORTED, _NO_PERMISSION = 3, 4
+CLOCK_GRAPHICS, CLOCK_MEM = 0, 2
+_NOT_SUPPORTED, NO_PERMISSION = 3, 4
 _RESTRICTED_API_SET_APPLICATION_CLOCKS = 0
 _FEATURE_DISABLED = 0
 # Linux capability bits (include/uapi/linux/capability.h).
 CAP_DAC_OVERRIDE, CAP_SYS_ADMIN = 1, 21
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class ApplyError(Exception):
@@ -111,11 +109,11 @@ def nvml_library() -> Iterator[Any]:
         meter.close()
 
 
-def _const(nvml: Any, name: str, default: int) -> int:
+def nvml_const(nvml: Any, name: str, default: int) -> int:
     return getattr(nvml, name, default)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     value = getattr(exc, "value", None)
     return f"{exc} (NVML error {value})" if value is not None else f"{type(exc).__name__}: {exc}"
 
@@ -161,7 +159,7 @@ def read_gpus(nvml: Any) -> list[Gpu]:
     try:
         count = nvml.nvmlDeviceGetCount()
     except nvml.NVMLError as exc:
-        raise UsageError(f"nvmlDeviceGetCount failed: {_describe(exc)}") from None
+        raise UsageError(f"nvmlDeviceGetCount failed: {describe_error(exc)}") from None
     for index in range(count):
         try:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
@@ -169,9 +167,9 @@ def read_gpus(nvml: Any) -> list[Gpu]:
                       text_of(nvml.nvmlDeviceGetPciInfo(handle).busId), handle=handle)
         except nvml.NVMLError as exc:
             # not skipped: the GPUs' PCI order, which maps cuda:N to a GPU, needs every one of them
-            raise UsageError(f"NVML device {index} cannot be opened: {_describe(exc)}") from None
-        graphics = _const(nvml, "NVML_CLOCK_GRAPHICS", _CLOCK_GRAPHICS)
-        mem = _const(nvml, "NVML_CLOCK_MEM", _CLOCK_MEM)
+            raise UsageError(f"NVML device {index} cannot be opened: {describe_error(exc)}") from None
+        graphics = nvml_const(nvml, "NVML_CLOCK_GRAPHICS", CLOCK_GRAPHICS)
+        mem = nvml_const(nvml, "NVML_CLOCK_MEM", CLOCK_MEM)
         try:
             for m in sorted({int(m) for m in nvml.nvmlDeviceGetSupportedMemoryClocks(handle)}, reverse=True):
                 gpu.clocks[m] = sorted({int(g) for g in nvml.nvmlDeviceGetSupportedGraphicsClocks(handle, m)},
@@ -182,11 +180,11 @@ def read_gpus(nvml: Any) -> list[Gpu]:
                                        int(nvml.nvmlDeviceGetDefaultApplicationsClock(handle, graphics)))
         except nvml.NVMLError as exc:
             gpu.clocks_error = _not_supported(nvml, exc, "application clocks are") or \
-                f"application clocks cannot be read: {_describe(exc)}"
+                f"application clocks cannot be read: {describe_error(exc)}"
         try:
-            api = _const(nvml, "NVML_RESTRICTED_API_SET_APPLICATION_CLOCKS", _RESTRICTED_API_SET_APPLICATION_CLOCKS)
+            api = nvml_const(nvml, "NVML_RESTRICTED_API_SET_APPLICATION_CLOCKS", _RESTRICTED_API_SET_APPLICATION_CLOCKS)
             gpu.clocks_restricted = int(nvml.nvmlDeviceGetAPIRestriction(handle, api)) != \
-                _const(nvml, "NVML_FEATURE_DISABLED", _FEATURE_DISABLED)
+                nvml_const(nvml, "NVML_FEATURE_DISABLED", _FEATURE_DISABLED)
         except nvml.NVMLError:
             gpu.clocks_restricted = None
         try:
@@ -196,13 +194,13 @@ def read_gpus(nvml: Any) -> list[Gpu]:
             gpu.power_default_w = nvml.nvmlDeviceGetPowerManagementDefaultLimit(handle) / 1e3
         except nvml.NVMLError as exc:
             gpu.power_error = _not_supported(nvml, exc, "the power limit is") or \
-                f"the power limit cannot be read: {_describe(exc)}"
+                f"the power limit cannot be read: {describe_error(exc)}"
         gpus.append(gpu)
     return gpus
 
 
 def _not_supported(nvml: Any, exc: BaseException, what: str) -> str | None:
-    if getattr(exc, "value", None) == _const(nvml, "NVML_ERROR_NOT_SUPPORTED", _NOT_SUPPORTED):
+    if getattr(exc, "value", None) == nvml_const(nvml, "NVML_ERROR_NOT_SUPPORTED", _NOT_SUPPORTED):
         return f"NVML says {what} NOT_SUPPORTED on this GPU (most GeForce boards)"
     return None
 

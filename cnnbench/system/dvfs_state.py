@@ -24,6 +24,10 @@ from cnnbench.config import UsageError
 # -- the state file -----------------------------------------------------------------------------------
 
 
+#: Deferred while settings are applied or restored, so that none can fall between a change and its record.
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def state_path() -> Path:
     from cnnbench.system.envs import data_dir
 
@@ -54,7 +58,7 @@ def write_state(state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """A cnnbench process with this pid runs here (a reused pid of another program does not count)."""
     try:
         os.kill(pid, 0)
@@ -69,7 +73,7 @@ def check_no_state() -> None:
     if state is None:
         return
     pid = state.get("pid")
-    if state.get("hostname") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() and _alive(pid):
+    if state.get("hostname") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() and alive(pid):
         raise UsageError(f"another cnnbench dvfs (pid {pid}) is changing clocks now ({state_path()}); wait for it")
     raise UsageError(f"a dvfs sweep (pid {pid}, started {state.get('started')}) ended without restoring the "
                      f"settings it changed; run 'cnnbench dvfs --restore' first ({state_path()})")
@@ -97,9 +101,9 @@ def _nvml_call(nvml: Any, what: str, call: Callable, *args: Any) -> None:
     try:
         call(*args)
     except nvml.NVMLError as exc:
-        denied = getattr(exc, "value", None) == dvfs._const(nvml, "NVML_ERROR_NO_PERMISSION", dvfs._NO_PERMISSION)
+        denied = getattr(exc, "value", None) == dvfs.nvml_const(nvml, "NVML_ERROR_NO_PERMISSION", dvfs.NO_PERMISSION)
         hint = " (run as root; never on a shared or lent machine)" if denied else ""
-        raise dvfs.ApplyError(f"{what} failed: {dvfs._describe(exc)}{hint}", permission=denied) from None
+        raise dvfs.ApplyError(f"{what} failed: {dvfs.describe_error(exc)}{hint}", permission=denied) from None
 
 
 def apply_gpu(nvml: Any, gpu: dvfs.Gpu, setting: dvfs.GpuSetting) -> dict[str, Any]:
@@ -117,8 +121,8 @@ def apply_gpu(nvml: Any, gpu: dvfs.Gpu, setting: dvfs.GpuSetting) -> dict[str, A
     now = {"gpu": gpu.index, "uuid": gpu.uuid, "setting": asdict(setting)}
     with contextlib.suppress(nvml.NVMLError):
         now["application_mhz"] = [int(nvml.nvmlDeviceGetApplicationsClock(gpu.handle, c))
-                                  for c in (dvfs._const(nvml, "NVML_CLOCK_MEM", dvfs._CLOCK_MEM),
-                                            dvfs._const(nvml, "NVML_CLOCK_GRAPHICS", dvfs._CLOCK_GRAPHICS))]
+                                  for c in (dvfs.nvml_const(nvml, "NVML_CLOCK_MEM", dvfs.CLOCK_MEM),
+                                            dvfs.nvml_const(nvml, "NVML_CLOCK_GRAPHICS", dvfs.CLOCK_GRAPHICS))]
     with contextlib.suppress(nvml.NVMLError):
         now["power_limit_w"] = nvml.nvmlDeviceGetPowerManagementLimit(gpu.handle) / 1e3
     return now
@@ -133,7 +137,7 @@ def _restore_gpus(entries: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
                 # by UUID: after a reboot or a driver reload the indices may differ
                 handle = nvml.nvmlDeviceGetHandleByUUID(entry["uuid"])
             except nvml.NVMLError as exc:
-                errors.append(f"GPU {entry['uuid']} ({entry.get('name')}) not found: {dvfs._describe(exc)}")
+                errors.append(f"GPU {entry['uuid']} ({entry.get('name')}) not found: {dvfs.describe_error(exc)}")
                 continue
             parts = []
             steps = []
@@ -183,7 +187,7 @@ def deferred_signals() -> Iterator[list[int]]:
         return
     previous: dict[int, Any] = {}
     try:
-        for s in dvfs._SIGNALS:
+        for s in SIGNALS:
             previous[s] = signal.signal(s, lambda signum, frame: pending.append(signum))
         yield pending
     finally:
