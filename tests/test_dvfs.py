@@ -405,7 +405,7 @@ def row(setting: int, j: float | None, images_per_s: float, x: int, unavailable:
 
 
 def test_the_valley_is_the_least_energy_and_the_least_edp():
-    from cnnbench.cli.dvfs import energy_valley, sweep_table
+    from cnnbench.results.sweep import energy_valley, sweep_table
 
     # the paper's shape: slow clocks cost energy by time, fast ones by power; EDP favours speed
     rows = [row(1, 0.90, 800, 614), row(2, 0.70, 1000, 666), row(3, 0.72, 1200, 705), row(4, 0.95, 1300, 758)]
