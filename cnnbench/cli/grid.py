@@ -7,13 +7,14 @@ import argparse
 import sys
 
 from cnnbench.cli.options import DEFAULTS, add_axes
-from cnnbench.planning.requests import DEFAULT_NETWORK, GridRequest
+from cnnbench.planning.requests import GridRequest
 
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("run", help="one run: one framework, one network, one value per axis")
     p.add_argument("--framework", metavar="F", required=True, help="framework name (see cnnbench list)")
-    p.add_argument("--network", metavar="N", default=DEFAULTS.network, help=f"network name or spec file (default {DEFAULT_NETWORK})")
+    p.add_argument("--network", metavar="N", default=DEFAULTS.network,
+                   help=f"network name or spec file (default {DEFAULTS.network})")
     add_axes(p, single=True)
 
 
@@ -21,7 +22,7 @@ def add_compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="the grid: every axis flag takes a comma list")
     p.add_argument("--frameworks", metavar="F1,F2", help="frameworks (default: every available one)")
     p.add_argument("--networks", "--network", dest="networks", metavar="N1,N2", default=DEFAULTS.networks,
-                   help=f"network names or spec files (default {DEFAULT_NETWORK})")
+                   help=f"network names or spec files (default {DEFAULTS.networks})")
     add_axes(p, single=False)
     p.add_argument("--preset", metavar="NAME", help="one of the paper's experiments, scaled to this machine (see "
                                                      "cnnbench list); flags given as well override its settings")

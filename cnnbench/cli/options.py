@@ -69,7 +69,8 @@ def add_timing(g, repeats_help: str) -> None:
                    help=f"warm-up iterations, not timed (default {DEFAULTS.warmup})")
     g.add_argument("--min-time", metavar="S", default=DEFAULTS.min_time,
                    help=f"each timed window lasts at least S seconds (default {float(DEFAULTS.min_time):g})")
-    g.add_argument("--repeats", metavar="R", default=DEFAULTS.repeats, help=f"{repeats_help} (default {DEFAULTS.repeats})")
+    g.add_argument("--repeats", metavar="R", default=DEFAULTS.repeats,
+                   help=f"{repeats_help} (default {DEFAULTS.repeats})")
     g.add_argument("--iterations", metavar="N", help="fixed iterations per window instead of --min-time")
     add_stable(g)
 
