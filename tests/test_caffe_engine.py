@@ -453,10 +453,12 @@ def test_cuda_without_cupy_is_unsupported_with_the_install_hint():
 
 # -- through the real worker ----------------------------------------------------------------------------
 
-def run_json(cli, *args):
+def run_json(cli, *args, refused=False):
     proc = cli("run", "--framework", "caffe", "--network", "lenet", "--batch-size", "4", "--warmup", "1",
                "--min-time", "0.05", "--repeats", "2", "--json", *args)
-    assert proc.returncode == 0, proc.stderr
+    # a run whose one cell is refused measured nothing: exit 1, and stderr says so
+    assert proc.returncode == (1 if refused else 0), proc.stderr
+    assert ("nothing was measured" in proc.stderr) is refused, proc.stderr
     (result,) = json.loads(proc.stdout)["results"]
     return result
 
@@ -470,13 +472,13 @@ def test_run_through_the_worker_is_ok(cli):
 
 
 def test_vendor_kernels_are_unsupported_with_the_reason(cli):
-    result = run_json(cli, "--device", "cpu", "--kernels", "vendor")
+    result = run_json(cli, "--device", "cpu", "--kernels", "vendor", refused=True)
     assert result["status"] == "unsupported"
     assert "only its own im2col + GEMM kernels" in result["reason"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
 def test_cuda_run_without_cupy_is_unsupported_with_the_install_hint(cli):
-    result = run_json(cli, "--device", "cuda", "--kernels", "native")
+    result = run_json(cli, "--device", "cuda", "--kernels", "native", refused=True)
     assert result["status"] == "unsupported"
     assert "pip install cupy-cuda12x" in result["reason"]

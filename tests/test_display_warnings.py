@@ -71,14 +71,48 @@ def test_csv_carries_cv_noisy_and_the_warnings():
 
 def test_the_figure_marks_a_noisy_bar_and_carries_every_warning_in_its_footnote():
     fig = build_figure([cell("torch", warnings=["gpu0: window 2 throttled: sw thermal slowdown"]),
-                        cell("tensorflow", noisy=True, warnings=["noise: CV 8.0 %"])])
+                        cell("tensorflow", noisy=True, warnings=["noisy: CV 8.0 %"]),
+                        cell("mxnet", noisy=True, warnings=["spread unknown: one window"])])
     marks = fig.findobj(lambda a: (a.get_gid() or "").startswith("noisy|"))
-    assert [m.get_gid() for m in marks] == ["noisy|tensorflow"]
-    footnote = " ".join(t.get_text() for t in fig.findobj(lambda a: a.get_gid() == "note|footnote"))
-    assert "gpu0: window 2 throttled" in footnote and "tensorflow (noisy): noise: CV 8.0 %" in footnote.replace("\n", " ")
+    assert [m.get_gid() for m in marks] == ["noisy|tensorflow", "noisy|mxnet"]
+    footnote = " ".join(t.get_text() for t in fig.findobj(lambda a: a.get_gid() == "note|footnote")).replace("\n", " ")
+    assert "gpu0: window 2 throttled" in footnote and "tensorflow: noisy: CV 8.0 %" in footnote
+    # a noisy cell whose warnings do not say so is still named noisy
+    assert "mxnet (noisy): spread unknown: one window" in footnote
 
 
 def test_the_batch_figure_rings_a_noisy_point():
     fig = build_figure([cell("torch", batch=8), cell("torch", batch=16, noisy=True, warnings=["noise"]),
                         cell("torch", batch=32)], kind="batch")
     assert [m.get_gid() for m in fig.findobj(lambda a: (a.get_gid() or "").startswith("noisy|"))] == ["noisy|torch|16"]
+
+
+def test_in_markdown_each_note_is_a_list_item_of_its_own():
+    # consecutive lines run together into one paragraph in Markdown; a list keeps each note apart
+    table = results_table([cell("torch", noisy=True, warnings=["a", "b"])], tablefmt="github")
+    assert "\n- [1] no meter here\n- [2] a\n- [3] b\n" in table
+    assert "\n[1] no meter here\n[2] a\n[3] b\n" in results_table([cell("torch", noisy=True, warnings=["a", "b"])])
+
+
+def test_a_domain_without_a_figure_points_to_the_warning_that_says_why_not_a_second_copy():
+    why = "counter restart: energy_uj went back from 9627576 to 1517356 µJ in 50 ms"
+    r = cell("torch")
+    r.energy = {"cpu_package0": {"kind": "cpu_package", "meter": "rapl", "power_w": None, "energy_per_image_j": None,
+                                 "method": None, "error": why},
+                "dram0": {"kind": "dram", "meter": "rapl", "power_w": 6.0, "energy_per_image_j": 0.01,
+                          "method": "counter", "dynamic_energy_per_image_j": None}}
+    r.energy_total = {"domains": ["dram0"], "energy_per_image_j": 0.01, "power_w": 6.0, "method": "counter",
+                      "dynamic_energy_per_image_j": None, "cpu_share": None, "missing": "cpu_package0 (counter restart)"}
+    r.warn(f"cpu_package0: no figure: {why} (window 2 of 3)")
+    table = results_table([r])
+    assert table.count("went back from 9627576") == 1, table
+    row = next(line for line in table.splitlines() if line.startswith("torch"))
+    marker = row.split("cpu_package0 error ")[1].split(",")[0]
+    assert f"{marker} cpu_package0: no figure: {why} (window 2 of 3)" in table
+
+
+def test_errors_of_one_kind_in_a_window_are_one_message_with_a_count():
+    from cnnbench.meters.integrate import _by_kind
+
+    restarts = ["counter restart: went back from 9627576 to 1517356 µJ", "counter restart: went back from 9574871 to 1544019 µJ"]
+    assert _by_kind(restarts + ["read failed: EIO"]) == [restarts[0] + " (and 1 more like it)", "read failed: EIO"]

@@ -18,8 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "gpu" / "acceptance.sh"
 BUDGET_S = 540
-STEPS = ["gpu-info", "gpu-query", "ecc", "list", "idle", "fig2", "fig3", "verify", "layers", "nvml-window",
-         "dvfs-plan", "report-fig2", "report-fig3", "csv-fig2", "csv-fig3", "report-nvml-window", "summary"]
+STEPS = ["gpu-info", "gpu-query", "ecc", "list", "idle", "fig2", "fig3", "fig3-jax", "verify", "layers",
+         "nvml-window", "dvfs-plan", "report-fig2", "report-fig3", "report-fig3-jax", "csv-fig2", "csv-fig3",
+         "csv-fig3-jax", "report-nvml-window", "summary"]
 #: nvidia-smi options that set something (nvidia-smi -h, "DEVICE MODIFICATION OPTIONS" and the sub-commands).
 NVSMI_SETTERS = {"-pm", "--persistence-mode", "-e", "--ecc-config", "-p", "--reset-ecc-errors", "-c",
                  "--compute-mode", "-r", "--gpu-reset", "-vm", "--virt-mode", "-ac", "--applications-clocks",
@@ -71,8 +72,9 @@ def test_plan_lists_every_step_and_a_total_within_the_budget(tmp_path):
     assert all(limit >= estimate for _, estimate, limit, _ in rows)
     commands = {name: command for name, _, _, command in rows}
     assert "compare --frameworks torch,caffe --kernels vendor,native" in commands["fig2"]
-    assert "--precision fp32,fp16,bf16,tf32" in commands["fig3"]
-    for name in ("fig2", "fig3", "layers", "nvml-window"):
+    assert "compare --frameworks torch,caffe --precision fp32,fp16,bf16,tf32" in commands["fig3"]
+    assert "compare --frameworks jax --precision fp32,fp16,bf16,tf32" in commands["fig3-jax"]
+    for name in ("fig2", "fig3", "fig3-jax", "layers", "nvml-window"):
         assert "--network alexnet" in commands[name] or "--networks alexnet" in commands[name]
         assert "--batch-size 128" in commands[name] and "--device cuda" in commands[name]
     assert "verify --frameworks caffe,torch" in commands["verify"] and "--device cuda" in commands["verify"]
@@ -229,6 +231,39 @@ def test_a_step_that_would_change_a_setting_stops_the_script_before_anything_run
         assert not (tmp_path / "out").exists()
 
 
+# -- time: a hung step is cut, the budget holds, and every step still runs ------------------------------------
+
+def test_a_hung_step_is_cut_and_the_steps_after_it_keep_their_time(tmp_path):
+    """The real steps, swapped for a failing one, two that hang and two after them, in a 20 s budget."""
+    copy = tmp_path / "bench" / "gpu" / "acceptance.sh"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "bench" / "gpu" / "summary.py", copy.parent)
+    text = SCRIPT.read_text()
+    start, end = text.index("steps() {\n"), text.index("\n}\n", text.index("steps() {\n"))
+    synthetic = """steps() {
+    step fails 1 30 -- false
+    step hangs-past-its-timeout 1 6 -- sleep 100
+    step hangs-past-the-budget 2 100 -- sleep 100
+    step after 2 30 -- true
+    step summary 1 60 -- "$PYTHON" bench/gpu/summary.py "$O"
+"""
+    assert "readonly BUDGET_S=540\n" in text
+    copy.write_text((text[:start] + synthetic + text[end + 1:]).replace("readonly BUDGET_S=540\n", "readonly BUDGET_S=20\n"))
+    out = tmp_path / "out"
+    proc = run_script("--rehearse", "--out", str(out), script=copy, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    steps = {folder.name.split("-", 1)[1]: folder for folder in sorted((out / "steps").iterdir())}
+    assert list(steps) == ["fails", "hangs-past-its-timeout", "hangs-past-the-budget", "after", "summary"]
+    code = {name: int((folder / "exit_code").read_text()) for name, folder in steps.items()}
+    assert code["fails"] == 1 and code["after"] == 0 and code["summary"] == 0
+    assert code["hangs-past-its-timeout"] == code["hangs-past-the-budget"] == 124
+    assert int((steps["hangs-past-its-timeout"] / "timeout_s").read_text()) == 6
+    # cut to what the budget leaves once the later steps' estimates (2 + 1 s) are kept
+    assert int((steps["hangs-past-the-budget"] / "timeout_s").read_text()) <= 20 - 6 - 3
+    summary = (out / "summary.md").read_text()
+    assert "| hangs-past-the-budget | timed out after" in summary and "### fails: exit 1" in summary
+
+
 # -- every command line is valid: the rehearsal runs them all on the CPU -------------------------------------
 
 def test_the_rehearsal_runs_every_command_on_the_cpu(tmp_path):
@@ -251,13 +286,17 @@ def test_the_rehearsal_runs_every_command_on_the_cpu(tmp_path):
         assert float((folder / "wall_s").read_text()) >= 0
         assert (folder / "command").read_text().split()[1:3] in (["-m", "cnnbench"], ["bench/gpu/summary.py", "\"$OUT\""])
     assert proc.returncode in (0, 1)  # 1: dvfs cannot plan without NVML here
-    for name in ("idle", "fig2", "fig3", "nvml-window"):
+    for name in ("idle", "fig2", "fig3", "fig3-jax", "nvml-window"):
         results = json.loads((steps[name] / "stdout").read_text())["results"]
         assert results and all(r["device"] == "cpu" and r["network"] == "lenet" for r in results)
     fig3 = json.loads((steps["fig3"] / "stdout").read_text())["results"]
     assert {(r["framework"], r["precision"]) for r in fig3} >= {("torch", p) for p in ("fp32", "fp16", "bf16", "tf32")}
-    for path in ("figures/fig2.png", "figures/fig3.png", "figures/layers-torch-lenet.png", "reports/fig2.md",
-                 "reports/fig3.md", "reports/fig2.csv", "reports/fig3.csv", "reports/nvml-window.md",
+    # the example plugin is registered without an install: its cells are jax's, whatever their status here
+    fig3_jax = json.loads((steps["fig3-jax"] / "stdout").read_text())["results"]
+    assert {r["framework"] for r in fig3_jax} == {"jax"} and len(fig3_jax) == 4
+    for path in ("figures/fig2.png", "figures/fig3.png", "figures/fig3-jax.png", "figures/layers-torch-lenet.png",
+                 "reports/fig2.md", "reports/fig3.md", "reports/fig3-jax.md", "reports/fig2.csv", "reports/fig3.csv",
+                 "reports/fig3-jax.csv", "reports/nvml-window.md",
                  "db/fig2.sqlite", "steps.tsv", "run.txt"):
         assert (out / path).is_file(), path
     summary = (out / "summary.md").read_text()
@@ -272,8 +311,11 @@ def test_the_summary_puts_the_counter_and_the_power_integral_side_by_side(tmp_pa
     folder.mkdir(parents=True)
     (folder / "command").write_text("python -m cnnbench run ...\n")
     (folder / "exit_code").write_text("0\n")
-    entry = {"kind": "gpu", "meter": "nvml", "method": "counter", "joules": 9000.0, "integrated_j": 9090.0,
-             "seconds": 30.0, "power_w": 300.0, "warnings": []}
+    # the shape cnnbench.meters.gpucheck gives a GPU entry: each window's counter and power integral
+    entry = {"kind": "gpu", "meter": "nvml", "method": "counter", "joules": 9000.0, "seconds": 30.0, "power_w": 300.0,
+             "warnings": [], "cross_check_tolerance": 0.05, "power_average_s": 0.0,
+             "windows": [{"window": 1, "seconds": 30.0, "counter_j": 9000.0, "integrated_j": 9090.0,
+                          "disagreement": 0.01, "error": None}]}
     result = {"framework": "torch", "network": "alexnet", "batch_size": 128, "device": "cuda", "status": "ok",
               "time_per_iter_ms": 20.0, "windows": [{"start": 1.0, "end": 31.5, "iterations": 1500}],
               "energy": {"gpu0": entry}, "warnings": ["gpu0: a warning"]}
@@ -281,5 +323,5 @@ def test_the_summary_puts_the_counter_and_the_power_integral_side_by_side(tmp_pa
     subprocess.run([sys.executable, str(ROOT / "bench" / "gpu" / "summary.py"), str(tmp_path)], check=True,
                    capture_output=True)
     summary = (tmp_path / "summary.md").read_text()
-    assert "counter 9000.0 J, power integral 9090.0 J: they differ by 1.00 %" in summary
+    assert "| 1 | 30.00 | 9000.00 | 9090.00 | 1.00 % |  |" in summary and "tolerance: 5 %" in summary
     assert "windows 30.50 s (1500 iterations)" in summary and "- warning: gpu0: a warning" in summary

@@ -140,16 +140,25 @@ def number(value: Any) -> str:
 
 
 def cross_check(entry: dict[str, Any]) -> str:
-    joules = entry.get("joules")
-    integrated = next((value for key, value in entry.items() if key.startswith("integrated")
-                       and isinstance(value, (int, float))), None)
-    if entry.get("method") == "counter" and isinstance(joules, (int, float)) and integrated:
-        return (f"\ncounter {joules:.1f} J, power integral {integrated:.1f} J: they differ by "
-                f"{abs(integrated - joules) / joules * 100:.2f} %\n")
-    if entry.get("method") == "counter":
-        return ("\n(this entry carries no power integral beside the counter: the cross-check shows only as a "
-                "warning above, when they disagree by over 5 %)\n")
-    return ""
+    """The GPU entry's per-window check (cnnbench.meters.gpucheck): the counter's joules and the power
+    integral of each window side by side, and how far apart they are."""
+    rows = [w for w in entry.get("windows") or [] if isinstance(w, dict)]
+    if not rows:
+        if entry.get("method") == "counter":
+            return ("\n(this entry carries no per-window power integral beside the counter: the driver gave no "
+                    "power samples)\n")
+        return ""
+    lines = ["", "| window | seconds | counter J | power integral J | disagreement | error |", "|---|---|---|---|---|---|"]
+    for w in rows:
+        gap = w.get("disagreement")
+        lines.append(f"| {w.get('window')} | {number(w.get('seconds'))} | {number(w.get('counter_j'))} | "
+                     f"{number(w.get('integrated_j'))} | {'-' if gap is None else f'{gap * 100:.2f} %'} | "
+                     f"{w.get('error') or ''} |")
+    tolerance = entry.get("cross_check_tolerance")
+    if isinstance(tolerance, (int, float)):
+        lines.append(f"\ntolerance: {tolerance * 100:g} %; power readings averaged over "
+                     f"{entry.get('power_average_s', 0):g} s (0: instantaneous)")
+    return "\n".join(lines) + "\n"
 
 
 def idle_section(step: Step | None) -> str:
@@ -169,7 +178,7 @@ def idle_section(step: Step | None) -> str:
 
 def gpu_provenance(steps: dict[str, Step]) -> str:
     """The GPU's record from the first GPU cell that has one (ECC mode, clocks, power limits, driver)."""
-    for name in ("fig2", "fig3", "nvml-window", "idle"):
+    for name in ("fig2", "fig3", "fig3-jax", "nvml-window", "idle"):
         for result in results_of(steps.get(name)):
             provenance = result.get("provenance") or {}
             if provenance.get("gpu"):
@@ -210,7 +219,8 @@ def summarize(out: Path) -> str:
     parts += ["\n## ECC\n", ecc_lines(by_name["ecc"].stdout if "ecc" in by_name else None),
               "\n", gpu_provenance(by_name)]
     parts += ["\n## Idle baseline (before anything ran on the GPU)\n", idle_section(by_name.get("idle"))]
-    for name, title in (("fig2", "Fig. 2: cuDNN against native kernels"), ("fig3", "Fig. 3: frameworks by precision")):
+    for name, title in (("fig2", "Fig. 2: cuDNN against native kernels"), ("fig3", "Fig. 3: frameworks by precision"),
+                        ("fig3-jax", "Fig. 3, JAX (the third-party example plugin)")):
         text = report(out, name)
         parts += [f"\n## {title}\n", text]
         if f"](figures/{name}.png)" not in text:

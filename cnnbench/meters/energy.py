@@ -6,9 +6,9 @@ contains everything, so the total is package + DRAM + the GPU the cell ran on.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from cnnbench.meters.integrate import message_kind
 from cnnbench.results.record import Result
 
 #: Disjoint domain kinds whose sum is what the machine measurably drew for the cell.
@@ -112,7 +112,7 @@ def _warn_windows(result: Result, domain: str, parts: list[Any]) -> None:
         for severity, text in messages:
             # Messages differing only in their figures (a window's length in ms) are one kind: the first
             # one's figures are shown, with every window it concerns.
-            key = (severity, re.sub(r"\d[\d.,]*", "#", text))
+            key = (severity, message_kind(text))
             groups.setdefault(key, (text, []))[1].append(index)
     for (severity, _), (text, indexes) in groups.items():
         where = _windows_text(indexes, len(parts))

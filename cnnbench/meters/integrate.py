@@ -13,6 +13,7 @@ synthetic samples. The session calls :func:`window_reading` once per domain and 
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_left, bisect_right
 from typing import Sequence
 
@@ -100,7 +101,7 @@ def window_reading(
     errors = _unique(msg for sev, msg in overlapping if sev == "error")
     warnings = _unique(msg for sev, msg in overlapping if sev != "error")
     if errors:
-        return Reading(None, seconds, method, tuple(warnings), "; ".join(errors))
+        return Reading(None, seconds, method, tuple(warnings), "; ".join(_by_kind(errors)))
     if len(times) < 2 or start < times[0] or end > times[-1]:
         covered = f"[{times[0]:.3f}, {times[-1]:.3f}]" if len(times) else "nothing"
         return Reading(
@@ -147,3 +148,16 @@ def window_reading(
 
 def _unique(messages) -> list[str]:
     return list(dict.fromkeys(messages))
+
+
+def message_kind(text: str) -> str:
+    """What a message says without its figures: two counter restarts in one window are one kind of error."""
+    return re.sub(r"\d[\d.,]*", "#", text)
+
+
+def _by_kind(messages: list[str]) -> list[str]:
+    """The first message of each kind, with how many more of that kind there were."""
+    kinds: dict[str, list[str]] = {}
+    for text in messages:
+        kinds.setdefault(message_kind(text), []).append(text)
+    return [same[0] + (f" (and {len(same) - 1} more like it)" if len(same) > 1 else "") for same in kinds.values()]

@@ -173,7 +173,8 @@ def _footnote(fig: Figure, results: list[Result], varying: list[str], metered: b
         # the warnings travel with the figure, as they do with the table
         warnings = cell_warnings(r)
         if warnings or is_noisy(r):
-            head = f"{_label(r, varying) or r.framework}{' (noisy)' if is_noisy(r) else ''}: "
+            said = any(w.startswith("noisy") for w in warnings)  # the gate's own warnings say so already
+            head = f"{_label(r, varying) or r.framework}{' (noisy)' if is_noisy(r) and not said else ''}: "
             notes.append(head + "; ".join(warnings or ["marked noisy by the quality gate"]))
     if notes:
         width = int(fig.get_figwidth() * 15)  # about the characters of 7-point text per inch

@@ -48,6 +48,12 @@ def cell_warnings(result: Result) -> list[str]:
     return warnings
 
 
+def _no_figure_warning(result: Result, domain: str) -> str | None:
+    """The cell's warning that already says why ``domain`` has no figure (with the windows it concerns), so
+    the table points to that one note instead of printing the same reason twice."""
+    return next((w for w in result.warnings if w.startswith(f"{domain}: no figure: ")), None)
+
+
 def is_noisy(result: Result) -> bool:
     return bool((result.quality or {}).get("noisy"))
 
@@ -106,7 +112,7 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
                 row.append("-" if total.get("cpu_share") is None else f"{total['cpu_share']:.0%}")
             row.append(", ".join(
                 f"{d} {e['energy_per_image_j']:.3g}" if e.get("energy_per_image_j") is not None
-                else f"{d} error {note(e.get('error') or 'no reading')}"
+                else f"{d} error {note(_no_figure_warning(r, d) or e.get('error') or 'no reading')}"
                 for d, e in r.energy.items()
             ))
         elif r.status == "ok":
@@ -136,9 +142,12 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
         if tablefmt == "github":
             lines.append("")  # a paragraph of its own in Markdown
     lines.append(tabulate(rows, headers=headers, disable_numparse=True, colalign=None, tablefmt=tablefmt))
+    # In Markdown, lines run together into one paragraph: each note and legend is a list item of its own.
+    item = "- " if tablefmt == "github" else ""
     if notes:
         lines.append("")
-        lines.extend(f"[{i}] {text}" for i, text in enumerate(notes, 1))
+        lines.extend(f"{item}[{i}] {text}" for i, text in enumerate(notes, 1))
+    legend_start = len(lines)
     if metered:
         lines.append(
             "J/image and W: package + DRAM + the run's GPU over the timed windows; method: counter (energy "
@@ -149,6 +158,7 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
             "GFLOP/s: the spec's counted training FLOPs (2 x multiply-adds of conv and fc, forward and backward) "
             "per second of median iteration time."
         )
+    lines[legend_start:] = [item + line for line in lines[legend_start:]]
     return "\n".join(lines)
 
 
