@@ -1,8 +1,8 @@
 """The layer types of the network spec: their parameters, shape inference and costs.
 
-Also home to :class:`SpecError` and the message helpers that every part of the spec layer shares
-(:mod:`cnnbench.spec`, :mod:`cnnbench.spec.blocks`, :mod:`cnnbench.spec.prototxt`), so that they can import
-them without importing each other.
+Also home to the message helpers that every part of the spec layer shares (:mod:`cnnbench.spec`,
+:mod:`cnnbench.spec.blocks`, :mod:`cnnbench.spec.prototxt`), so that they can import them without importing each
+other; :class:`SpecError` is declared in :mod:`cnnbench.errors` and taken from here by all of them.
 """
 
 from __future__ import annotations
