@@ -19,7 +19,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 import numpy  # noqa: E402
 
-from cnnbench.networks import resolve_network  # noqa: E402
+from cnnbench.spec.catalog import resolve_network  # noqa: E402
 from cnnbench_caffe.backend import Backend  # noqa: E402
 from cnnbench_caffe.engine import Net  # noqa: E402
 

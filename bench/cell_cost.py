@@ -4,7 +4,7 @@ framework's own import time.
     python bench/cell_cost.py --frameworks torch,tensorflow,caffe --rounds 5
     $MXNET_PYTHON bench/cell_cost.py --frameworks mxnet --rounds 5     # in MXNet's own environment
 
-Each round runs one cell of each framework through the host's own path (``cnnbench.runner.run_grid``:
+Each round runs one cell of each framework through the host's own path (``cnnbench.execution.runner.run_grid``:
 preflight, a fresh worker process, the event stream, the result with its provenance) with one timed
 window of one iteration, and splits its wall time by the worker's events (their timestamps share
 CLOCK_MONOTONIC with the host):
@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from cnnbench.config import Measurement, RunConfig  # noqa: E402
-from cnnbench.networks import resolve_network  # noqa: E402
+from cnnbench.spec.catalog import resolve_network  # noqa: E402
 from cnnbench.plugins import PluginHost  # noqa: E402
-from cnnbench.runner import Cell, run_grid  # noqa: E402
+from cnnbench.execution.runner import Cell, run_grid  # noqa: E402
 
 #: The module whose import is the framework's own cost (the Caffe-style engine's is NumPy).
 IMPORTS = {"torch": "torch", "tensorflow": "tensorflow", "mxnet": "mxnet", "caffe": "numpy", "jax": "jax"}

@@ -23,9 +23,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from cnnbench.config import Measurement, RunConfig  # noqa: E402
 from cnnbench.meters import MeterSession  # noqa: E402
-from cnnbench.networks import resolve_network  # noqa: E402
+from cnnbench.spec.catalog import resolve_network  # noqa: E402
 from cnnbench.plugins import PluginHost  # noqa: E402
-from cnnbench.runner import Cell, run_cell  # noqa: E402
+from cnnbench.execution.runner import Cell, run_cell  # noqa: E402
 from cnnbench.testing import PowercapTree  # noqa: E402
 
 

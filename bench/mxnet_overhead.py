@@ -44,7 +44,7 @@ def rounds(args, threads: str | None) -> None:
 def interleaved(args, threads: str | None) -> None:
     sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "bench")]
     from cnnbench.config import RunConfig
-    from cnnbench.networks import resolve_network
+    from cnnbench.spec.catalog import resolve_network
     from cnnbench_mxnet.adapter import MXNetAdapter
 
     config = RunConfig("mxnet", "alexnet", args.batch_size, threads=int(threads) if threads else None)

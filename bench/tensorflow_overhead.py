@@ -44,7 +44,7 @@ def rounds(args: argparse.Namespace) -> None:
 def interleaved(args: argparse.Namespace) -> None:
     sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "bench")]
     from cnnbench.config import RunConfig
-    from cnnbench.networks import resolve_network
+    from cnnbench.spec.catalog import resolve_network
     from cnnbench_tensorflow.adapter import TensorFlowAdapter
 
     config = RunConfig("tensorflow", "alexnet", args.batch_size)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "bench")]
 
 from cnnbench.config import RunConfig  # noqa: E402
-from cnnbench.networks import resolve_network  # noqa: E402
+from cnnbench.spec.catalog import resolve_network  # noqa: E402
 from cnnbench_torch.adapter import TorchAdapter  # noqa: E402
 from torch_alexnet_loop import make_step  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The framework-adapter contract: the one abstract class every framework plugin implements.
 
-The worker process (``python -m cnnbench.worker``) drives an adapter through one job:
+The worker process (``python -m cnnbench.execution.worker``) drives an adapter through one job:
 
     adapter = AdapterClass()
     adapter.prepare(config)                 # threads, kernel families, precision switches

@@ -1,6 +1,7 @@
 """The Python API: ``cnnbench.compare(...)``, ``cnnbench.run(...)`` and ``cnnbench.load(RUN)`` for notebooks
-and scripts. They go through the very same planning, validation, workers and results store as the
-command line (the keyword arguments become its flags), and return a ``Results`` list.
+and scripts. The keyword arguments become the same typed request the command line builds (no argv is
+parsed); it goes through the very same planning, validation, workers and results store, and a ``Results``
+list comes back. ``execute`` runs any grid request: the command line's grid commands call it too.
 
     >>> import cnnbench
     >>> results = cnnbench.compare(frameworks=["torch", "caffe"], networks="lenet", batch_size=[8, 16],
@@ -14,9 +15,10 @@ command line (the keyword arguments become its flags), and return a ``Results`` 
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TextIO
 
-from cnnbench.results import Result
+from cnnbench.planning.requests import GridRequest
+from cnnbench.results.record import Result
 
 
 class Results(list):
@@ -34,7 +36,7 @@ class Results(list):
         self.store_error = store_error
 
     def table(self) -> str:
-        from cnnbench.report import results_table
+        from cnnbench.results.report import results_table
 
         return results_table(list(self))
 
@@ -51,7 +53,7 @@ class Results(list):
         return f"<Results {where}: {len(self)} of {self.cells_planned} cells ({statuses}){cut}>"
 
     def _repr_markdown_(self) -> str:
-        from cnnbench.report import results_table
+        from cnnbench.results.report import results_table
 
         return results_table(list(self), tablefmt="github")
 
@@ -60,7 +62,7 @@ class Results(list):
         return [r.to_dict() for r in self]
 
     def to_json(self) -> str:
-        from cnnbench.report import results_json
+        from cnnbench.results.report import results_json
 
         return results_json(list(self), {"session": self.session} if self.session is not None else None)
 
@@ -71,7 +73,7 @@ class Results(list):
             import pandas
         except ImportError:
             raise ImportError("Results.to_pandas needs pandas: pip install 'cnnbench[pandas]'") from None
-        from cnnbench.report import INTEGER_COLUMNS, TEXT_COLUMNS, flat_rows
+        from cnnbench.results.report import INTEGER_COLUMNS, TEXT_COLUMNS, flat_rows
 
         frame = pandas.DataFrame(flat_rows(list(self)))
         for column in frame.columns:
@@ -83,7 +85,7 @@ class Results(list):
 
     def plot(self, path: str | None = None, kind: str = "auto", title: str | None = None):
         """The paper-style figure: saved to ``path`` (.png, .svg, .pdf) when given; returns the Figure."""
-        from cnnbench.plots import build_figure, write_figure
+        from cnnbench.results.plots import build_figure, write_figure
 
         title = title or (f"cnnbench run {self.session}" if self.session is not None else None)
         figure = build_figure(list(self), kind=kind, title=title)
@@ -93,15 +95,16 @@ class Results(list):
 
     def compare_to(self, baseline: Results | int | str, db: str | None = None):
         """Each cell's change in time and energy against ``baseline`` (Results, or a stored run reference)."""
-        from cnnbench.baseline import compare_results
+        from cnnbench.results.baseline import compare_results
 
         if not isinstance(baseline, list):
             baseline = load(baseline, db=db or self.db)
         return compare_results(list(self), list(baseline))
 
 
-def _argv(command: str, settings: Mapping[str, Any]) -> list[str]:
-    """Keyword arguments as the command line's flags: lists become comma lists, dicts NAME=VALUE flags."""
+def command_line(command: str, settings: Mapping[str, Any]) -> list[str]:
+    """The command line that asks for ``settings`` (recorded with the stored run, as the CLI records its
+    own): lists become comma lists, dicts NAME=VALUE flags."""
     argv = [command]
     for name, value in settings.items():
         if value is None or value is False:
@@ -119,25 +122,59 @@ def _argv(command: str, settings: Mapping[str, Any]) -> list[str]:
     return argv
 
 
+def _as_text(name: str, value: Any) -> Any:
+    """A keyword argument in the form a request holds (the command line's): lists as comma lists, numbers
+    as text, mappings as NAME=VALUE texts; ``stable=True`` is the default target."""
+    if isinstance(value, Mapping):
+        return [f"{key}={item}" for key, item in value.items()]
+    if name == "stable" and value is True:
+        from cnnbench.results.quality import STABLE_TARGET
+
+        return f"{STABLE_TARGET * 100:g}"
+    if isinstance(value, (list, tuple, set)):
+        value = ",".join(str(v) for v in value)
+    if value is None or value is False:
+        return None
+    return [str(value)] if name in ("python", "option") else str(value)  # repeatable flags: a list of texts
+
+
 def _given(function, settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that differ from ``function``'s defaults (which are the command line's): the rest
-    are left to the parser, so the stored command line shows what was asked for, and ``resume`` can tell
-    a setting given again from a default."""
+    """The settings that differ from ``function``'s defaults (which are the command line's): the others
+    stay the request's defaults, so the stored command line shows what was asked for, and ``resume`` can
+    tell a setting given again from a default."""
     import inspect
 
     parameters = inspect.signature(function).parameters
     return {k: v for k, v in settings.items() if k not in parameters or v != parameters[k].default}
 
 
-def _execute(command: str, settings: dict[str, Any], db: str | None, store: bool, progress: bool) -> Results:
-    from cnnbench.cli import build_parser
-    from cnnbench.grid import execute
+def request_for(command: str, settings: dict[str, Any], db: str | None, store: bool) -> GridRequest:
+    """The request of ``cnnbench COMMAND`` with the keyword arguments ``settings`` (those given)."""
+    given = {name: value for name, value in {**settings, "db": db}.items() if value is not None and value is not False}
+    values = {name: _as_text(name, value) for name, value in given.items()}
+    return GridRequest.from_values({"command": command, **values, "store": store},
+                                   argv=command_line(command, {**settings, "db": db}), given=set(given))
 
-    argv = _argv(command, {**settings, "db": db})
-    args = build_parser().parse_args(argv)
-    args._argv = argv
-    args.store = store
-    run = execute(args, command == "run", argv, show_progress=progress and sys.stderr.isatty())
+
+def execute(request: GridRequest, *, stream: TextIO = sys.stderr, show_progress: bool = False,
+            annotate: Callable[[Result], None] | None = None, executor=None):
+    """Run the grid ``request`` describes (``run``, ``compare``, a ``dvfs`` workload): plan it, then run it
+    through ``executor`` (default: a worker process per cell here), storing as it goes. Returns the
+    ``cnnbench.execution.session.GridRun``; bad values raise ``UsageError`` before anything is measured."""
+    from cnnbench.execution.session import closed_on_error, open_store, run_plan
+    from cnnbench.planning.grid import prepare
+    from cnnbench.plugins import get_host
+
+    host = get_host()
+    store = open_store(request)
+    with closed_on_error(store):
+        grid = prepare(request, host, store)
+    return run_plan(grid, host, store, kind="run" if request.single else "compare", argv=request.argv,
+                    stream=stream, show_progress=show_progress, annotate=annotate, executor=executor)
+
+
+def _execute(command: str, settings: dict[str, Any], db: str | None, store: bool, progress: bool) -> Results:
+    run = execute(request_for(command, settings, db, store), show_progress=progress and sys.stderr.isatty())
     if run.interrupted:
         print(f"cnnbench: interrupted; {len(run.results)} of {run.cells_planned} cells finished", file=sys.stderr)
     if run.store_error:
@@ -183,7 +220,7 @@ def run(framework: str, network: str = "alexnet", *, batch_size=None, device=Non
 
 def load(run: int | str = "latest", db: str | None = None) -> Results:
     """A stored run (an id, ``"latest"`` or ``-K``) from the results store."""
-    from cnnbench.store import Store, default_path
+    from cnnbench.results.store import Store, default_path
 
     with Store(db or default_path(), create=False) as store:
         session = store.resolve(str(run))
@@ -193,10 +230,10 @@ def load(run: int | str = "latest", db: str | None = None) -> Results:
 
 
 def history(db: str | None = None, limit: int | None = None) -> list:
-    """The stored runs (``cnnbench.store.Session``), newest first."""
+    """The stored runs (``cnnbench.results.store.Session``), newest first."""
     import os
 
-    from cnnbench.store import Store, default_path
+    from cnnbench.results.store import Store, default_path
 
     if not os.path.exists(db or default_path()):
         return []  # nothing stored yet, as `cnnbench history` says

@@ -7,19 +7,13 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+# public here as well: plugins and scripts catch cnnbench.config.UsageError
+from cnnbench.errors import StoreError, UsageError  # noqa: F401
+
 PRECISIONS = ("fp32", "fp16", "bf16", "tf32")
 KERNELS = ("vendor", "native")
 DEVICE_CHOICES = "cpu, cuda, cuda:N"
 _DEVICE_RE = re.compile(r"^(cpu|cuda(?::(\d+))?)$")
-
-
-class UsageError(Exception):
-    """Bad input from the user: the CLI prints it as one line and exits 2."""
-
-
-class StoreError(Exception):
-    """The results database cannot be opened, read or written (locked, full, not a database, ...); kept
-    here, not in cnnbench.store, so the CLI can catch it without importing sqlite3."""
 
 
 def check_output_path(path: str, suffixes: tuple[str, ...] = (), overwrite: bool = True, flag: str = "") -> None:
@@ -166,7 +160,7 @@ class Measurement:
     #: iteration is within this fraction of the median (0.02: 2 %); None: exactly ``repeats`` windows.
     stable: float | None = None
     #: ``--stable-max-time``: seconds from the first timed window after which ``stable`` gives up (None:
-    #: ``cnnbench.quality.STABLE_MAX_TIME_S``).
+    #: ``cnnbench.results.quality.STABLE_MAX_TIME_S``).
     stable_max_time: float | None = None
 
 

@@ -22,16 +22,13 @@ import pluggy
 
 from cnnbench import hookspecs
 from cnnbench.adapter import Availability, FrameworkAdapter
+from cnnbench.errors import PluginError  # public here too: plugin authors catch cnnbench.plugins.PluginError
 
 #: Built-in plugins, registered through the same hooks as third-party ones. Importable from a bare
 #: checkout with ``PYTHONPATH=.:plugins``; a missing framework only makes its adapter "unavailable".
 DEFAULT_PLUGINS: tuple[str, ...] = ("cnnbench.meters.builtin", "cnnbench_caffe", "cnnbench_torch", "cnnbench_tensorflow", "cnnbench_mxnet")
 ENTRY_POINT_GROUP = "cnnbench"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
-
-
-class PluginError(Exception):
-    """A plugin is broken; raised only in strict mode, otherwise recorded as a PluginFailure."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +141,7 @@ class PluginHost:
     def adapters(self) -> dict[str, type[FrameworkAdapter]]:
         """Adapter classes by name, sorted; invalid and duplicate ones are recorded as failures."""
         if self._adapters is None:
-            registry = self._registry("cnnbench_register_adapters", "adapter", _adapter_problem)
+            registry = self._registry("cnnbench_register_adapters", "adapter", adapter_problem)
             self._adapters = {name: cls for name, (_, cls) in registry.items()}
             self._adapter_plugins = {name: plugin for name, (plugin, _) in registry.items()}
         return self._adapters
@@ -211,7 +208,7 @@ def _qualname(cls: Any) -> str:
     return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
 
 
-def _adapter_problem(cls: Any) -> str | None:
+def adapter_problem(cls: Any) -> str | None:
     if not (inspect.isclass(cls) and issubclass(cls, FrameworkAdapter)):
         return f"cnnbench_register_adapters() returned {cls!r}, which is not a FrameworkAdapter subclass"
     name = getattr(cls, "name", None)
@@ -242,6 +239,14 @@ def _meter_problem(cls: Any) -> str | None:
 
 
 _host: PluginHost | None = None
+
+
+def replace_host(host: PluginHost | None) -> PluginHost | None:
+    """Put ``host`` in place of the one :func:`get_host` keeps (None: the next call loads the plugins afresh);
+    returns the one it replaced, to be put back."""
+    global _host
+    previous, _host = _host, host
+    return previous
 
 
 def get_host() -> PluginHost:

@@ -80,7 +80,7 @@ def cli():
 FAST = ["--warmup", "1", "--min-time", "0.02", "--repeats", "2"]
 
 
-# -- a real MXNet environment (cnnbench.envs), made once per session --------------------------------
+# -- a real MXNet environment (cnnbench.system.envs), made once per session --------------------------------
 
 #: What pip says when it cannot reach a package index, rather than when something is wrong with us.
 _UNREACHABLE = ("No matching distribution found", "Could not find a version that satisfies", "NewConnectionError",
@@ -95,7 +95,7 @@ def mxnet_env(tmp_path_factory):
     see the environment), ``python`` and the EnvInfo; skips when no package index can be reached."""
     from types import SimpleNamespace
 
-    from cnnbench.envs import EnvError, create_env
+    from cnnbench.system.envs import EnvError, create_env
     from cnnbench.plugins import PluginHost
 
     host = PluginHost()

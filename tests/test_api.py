@@ -9,7 +9,7 @@ import pytest
 import cnnbench
 from cnnbench.api import Results
 from cnnbench.config import UsageError
-from cnnbench.results import Result
+from cnnbench.results.record import Result
 
 FAST = dict(warmup=1, min_time=0.02, repeats=2)
 
@@ -68,3 +68,20 @@ def test_plot_returns_the_figure(fake_site, tmp_path):
     lines = [a for ax in figure.axes for a in ax.get_lines() if (a.get_gid() or "").startswith("images_per_s|")]
     assert [list(line.get_ydata()) for line in lines] == [pytest.approx([r.images_per_s for r in results])]
     assert (tmp_path / "sweep.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_the_api_defaults_are_the_requests():
+    # The keyword defaults are part of the API's documented signature; they must say what the typed request
+    # (where the defaults are declared for every front end) says, or a keyword left out would differ from
+    # the same flag left out.
+    import inspect
+
+    from cnnbench.api import compare, run
+    from cnnbench.planning.requests import GridRequest
+
+    request = GridRequest()
+    for function in (compare, run):
+        for name, parameter in inspect.signature(function).parameters.items():
+            if not hasattr(request, name) or parameter.default in (inspect.Parameter.empty, None):
+                continue
+            assert str(parameter.default) == str(getattr(request, name)), (function.__name__, name)

@@ -64,8 +64,8 @@ def specs(tmp_path_factory) -> Path:
 @pytest.fixture
 def stored(tmp_path, monkeypatch) -> Path:
     """A results store with one complete run in it, which every command below is pointed at."""
-    from cnnbench.results import Result
-    from cnnbench.store import Store
+    from cnnbench.results.record import Result
+    from cnnbench.results.store import Store
 
     db = tmp_path / "kept.sqlite"
     with Store(db) as store:

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from cnnbench.baseline import Delta, cell_key, changes_json, changes_table, compare_results, delta, t_quantile
-from cnnbench.results import Result
+from cnnbench.results.baseline import Delta, cell_key, changes_json, changes_table, compare_results, delta, t_quantile
+from cnnbench.results.record import Result
 
 
 def make(per_iter_s: list[float], *, energy: list[float] | None = None, status: str = "ok", network: str = "lenet",

@@ -20,7 +20,7 @@ if importlib.util.find_spec("cnnbench_caffe") is None:
 
 from cnnbench.adapter import Unsupported  # noqa: E402
 from cnnbench.config import RunConfig  # noqa: E402
-from cnnbench.networks import resolve_network  # noqa: E402
+from cnnbench.spec.catalog import resolve_network  # noqa: E402
 from cnnbench.spec import loads_spec  # noqa: E402
 from cnnbench_caffe.adapter import CaffeAdapter  # noqa: E402
 from cnnbench_caffe.backend import Backend  # noqa: E402

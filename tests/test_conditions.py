@@ -11,7 +11,7 @@ import pytest
 from cnnbench.meters import MeterSession
 from cnnbench.meters.conditions import ConditionsMonitor, CpuSensors, attach_conditions
 from cnnbench.plugins import PluginHost
-from cnnbench.results import Result
+from cnnbench.results.record import Result
 from cnnbench.testing import FakeGpu, fake_pynvml
 from cnnbench.testing.nvml import SW_POWER_CAP, SW_THERMAL_SLOWDOWN
 

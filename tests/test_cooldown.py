@@ -9,11 +9,11 @@ import time
 import pytest
 
 from cnnbench.config import Measurement, RunConfig, UsageError
-from cnnbench.cooldown import AUTO_CAP_S, Cooldown, CooldownSpec, forget_idle_reference, idle_reference, parse_cooldown
+from cnnbench.execution.cooldown import AUTO_CAP_S, Cooldown, CooldownSpec, forget_idle_reference, idle_reference, parse_cooldown
 from cnnbench.meters import MeterSession
-from cnnbench.networks import resolve_network
+from cnnbench.spec.catalog import resolve_network
 from cnnbench.plugins import PluginHost
-from cnnbench.runner import Cell, run_grid
+from cnnbench.execution.runner import Cell, run_grid
 from cnnbench.testing import FakeGpu, fake_pynvml
 
 H200 = dict(name="NVIDIA H200", uuid="GPU-8a3f6c2e-1b4d-4e5f-9a7b-0c1d2e3f4a5b", pci_bus_id="00000000:17:00.0")

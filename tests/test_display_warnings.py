@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import io
 
-from cnnbench.plots import build_figure
-from cnnbench.report import ONE_WINDOW, results_csv, results_table
-from cnnbench.results import Result
+from cnnbench.results.plots import build_figure
+from cnnbench.results.report import ONE_WINDOW, results_csv, results_table
+from cnnbench.results.record import Result
 
 
 def cell(framework="torch", windows=(1.0, 1.1), noisy=None, warnings=(), threads=2, used=2, batch=8):

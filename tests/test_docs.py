@@ -339,7 +339,7 @@ def test_global_options_are_documented():
 
 
 def test_every_result_field_is_in_the_field_table_with_its_type():
-    from cnnbench.results import Result
+    from cnnbench.results.record import Result
 
     rows = table_rows(first_table(section(read("results.md"), "## The Result record")))
     documented = {row[0].strip("`"): row[1].strip("`") for row in rows if row and row[0].startswith("`")}
@@ -352,8 +352,8 @@ def test_every_result_field_is_in_the_field_table_with_its_type():
 
 
 def test_the_documented_schema_versions_are_the_codes():
-    from cnnbench.results import SCHEMA_VERSION
-    from cnnbench.store import SCHEMA_VERSION as STORE_VERSION
+    from cnnbench.results.record import SCHEMA_VERSION
+    from cnnbench.results.store import SCHEMA_VERSION as STORE_VERSION
 
     text = read("results.md")
     assert f"`SCHEMA_VERSION = {SCHEMA_VERSION}`" in text
@@ -364,7 +364,7 @@ def test_the_documented_schema_versions_are_the_codes():
 
 
 def test_every_preset_is_in_the_paper_guide():
-    from cnnbench.presets import PRESETS
+    from cnnbench.planning.presets import PRESETS
 
     text = read("paper.md")
     missing = [name for name, preset in PRESETS.items() if f"cnnbench {preset.command} --preset {name}" not in text]
@@ -372,7 +372,7 @@ def test_every_preset_is_in_the_paper_guide():
 
 
 def test_no_page_names_a_preset_that_does_not_exist():
-    from cnnbench.presets import PRESETS
+    from cnnbench.planning.presets import PRESETS
 
     for page in PAGES:
         named = set(re.findall(r"--preset ([a-z][\w-]*)", page.read_text(encoding="utf-8")))

@@ -204,7 +204,7 @@ def test_each_setting_is_applied_then_the_originals_come_back(rig):
     assert sweep["valley"]["least_energy"] == min(rows, key=lambda r: r["energy_per_image_j"])["setting"]
     assert sweep["valley"]["least_edp"] == min(rows, key=lambda r: r["edp"])["setting"]
     # each setting is its own stored run, whose command line names the setting
-    from cnnbench.store import Store
+    from cnnbench.results.store import Store
 
     with Store(os.environ["CNNBENCH_DB"]) as store:
         sessions = list(reversed(store.sessions()))
@@ -239,14 +239,14 @@ def test_an_exception_in_the_workload_restores_the_originals(rig, monkeypatch, t
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     monkeypatch.syspath_prepend(str(rig.site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(rig.site), os.environ.get("PYTHONPATH", "")]))
-    import cnnbench.grid
+    import cnnbench.api
     import cnnbench.plugins
     from cnnbench.cli import build_parser
-    from cnnbench.dvfscmd import cmd_dvfs
+    from cnnbench.cli.dvfs import cmd_dvfs
 
     monkeypatch.setattr(cnnbench.plugins, "_host", None)
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    real_execute, calls = cnnbench.grid.execute, []
+    real_execute, calls = cnnbench.api.execute, []
 
     def failing_execute(*args, **kwargs):
         calls.append(rig.settings())
@@ -254,7 +254,7 @@ def test_an_exception_in_the_workload_restores_the_originals(rig, monkeypatch, t
             raise RuntimeError("the host broke while setting 2 ran")
         return real_execute(*args, **kwargs)
 
-    monkeypatch.setattr(cnnbench.grid, "execute", failing_execute)
+    monkeypatch.setattr(cnnbench.api, "execute", failing_execute)
     args = build_parser().parse_args(["dvfs", *WORKLOAD, "--meters", "none", "--clocks", "2600:758,2600:640",
                                       "--power-limits", "180", "--allow-clock-changes", "-q"])
     with pytest.raises(RuntimeError, match="the host broke"):
@@ -373,7 +373,7 @@ def test_the_fake_nvml_refuses_to_load_outside_the_tests():
 
 
 def test_spread_keeps_both_ends():
-    from cnnbench.dvfs import spread
+    from cnnbench.system.dvfs import spread
 
     values = list(range(1980, 345, -15))  # an H100-like ladder of graphics clocks
     picked = spread(values, 5)
@@ -383,7 +383,7 @@ def test_spread_keeps_both_ends():
 
 def test_cuda_device_numbers_follow_cuda_visible_devices(monkeypatch):
     from cnnbench.config import UsageError
-    from cnnbench.dvfs import Gpu, target_gpu
+    from cnnbench.system.dvfs import Gpu, target_gpu
 
     gpus = [Gpu(0, "a", "GPU-aaaa1111-0000", "00000000:81:00.0"), Gpu(1, "b", "GPU-bbbb2222-0000", "00000000:17:00.0")]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -405,7 +405,7 @@ def row(setting: int, j: float | None, images_per_s: float, x: int, unavailable:
 
 
 def test_the_valley_is_the_least_energy_and_the_least_edp():
-    from cnnbench.dvfscmd import energy_valley, sweep_table
+    from cnnbench.results.sweep import energy_valley, sweep_table
 
     # the paper's shape: slow clocks cost energy by time, fast ones by power; EDP favours speed
     rows = [row(1, 0.90, 800, 614), row(2, 0.70, 1000, 666), row(3, 0.72, 1200, 705), row(4, 0.95, 1300, 758)]

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from cnnbench.energy import attach_energy
+from cnnbench.meters.energy import attach_energy
 from cnnbench.meters import MeterSession
 from cnnbench.plugins import PluginHost
-from cnnbench.results import Result
+from cnnbench.results.record import Result
 from cnnbench.testing import CounterDriver, PowercapTree
 from cnnbench.testing.proc import FakeProc
 
@@ -144,7 +144,7 @@ def test_unknown_meter_is_a_usage_error(cli):
 
 def test_a_gpu_cell_without_the_gpus_energy_says_its_total_is_partial():
     """RAPL readable, no GPU meter: the CPU's joules are real, but the total must not pass for the cell's."""
-    from cnnbench.report import results_table
+    from cnnbench.results.report import results_table
 
     host = PluginHost(default_plugins=FAKE_HOST, entry_points=False)
     domains = {"cpu_package0": ("cpu_package", 40.0), "dram0": ("dram", 6.0)}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench import envs
+from cnnbench.system import envs
 from cnnbench.config import UsageError
 from cnnbench.plugins import PluginHost
 
@@ -40,8 +40,8 @@ def fake_env(framework: str, *, marker: bool = True, package: str = "pluggy") ->
 
 
 def env_parser():
-    from cnnbench.cli import _Parser
-    from cnnbench.envcmd import add_env_parser
+    from cnnbench.cli.options import Parser as _Parser
+    from cnnbench.cli.env import add_env_parser
 
     parser = _Parser(prog="cnnbench")
     add_env_parser(parser.add_subparsers(dest="command", parser_class=_Parser))
@@ -49,7 +49,7 @@ def env_parser():
 
 
 def run_env_command(*argv: str) -> int:
-    from cnnbench.envcmd import cmd_env
+    from cnnbench.cli.env import cmd_env
 
     return cmd_env(env_parser().parse_args(["env", *argv]))
 

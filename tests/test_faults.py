@@ -16,8 +16,8 @@ import pytest
 
 from conftest import FAST, ROOT
 from cnnbench.config import Measurement, RunConfig
-from cnnbench.networks import resolve_network
-from cnnbench.runner import Cell, resident_bytes, run_cell
+from cnnbench.spec.catalog import resolve_network
+from cnnbench.execution.runner import Cell, resident_bytes, run_cell
 
 QUICK = Measurement(warmup=1, min_time=0.02, repeats=2)
 MiB = 1 << 20
@@ -100,7 +100,7 @@ def test_the_memory_limit_is_kept_with_the_run_and_used_again_by_resume(cli, fak
     proc = cli("compare", "--frameworks", "fake", "--network", "lenet", "--memory-limit", "2G", "--meters", "none",
                "--db", db, *FAST)
     assert proc.returncode == 0, proc.stderr
-    from cnnbench.store import Store
+    from cnnbench.results.store import Store
 
     with Store(db, create=False) as store:
         assert store.resolve("latest").settings["memory_limit_bytes"] == 2 << 30
@@ -153,7 +153,7 @@ def test_a_full_database_keeps_measuring_says_why_and_stays_intact(fake_site, tm
     """The disk fills after the run began: the cells are still measured and returned, the error is one
     clear line, the database is intact, and --resume (with room again) stores the cells that were missed."""
     import cnnbench
-    from cnnbench.store import Store
+    from cnnbench.results.store import Store
 
     db = tmp_path / "full.sqlite"
     begin = Store.begin_session

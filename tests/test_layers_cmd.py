@@ -13,10 +13,10 @@ from dataclasses import asdict
 import pytest
 
 from cnnbench.config import Measurement, RunConfig
-from cnnbench.layerbench import PARTS, TYPE_OF, TYPES, run_layers
-from cnnbench.layercmd import layers_text
-from cnnbench.networks import resolve_network
-from cnnbench.runner import Cell
+from cnnbench.execution.layer_timing import PARTS, TYPE_OF, TYPES, run_layers
+from cnnbench.cli.layers import layers_text
+from cnnbench.spec.catalog import resolve_network
+from cnnbench.execution.runner import Cell
 from conftest import FAST
 
 LENET = ["--network", "lenet", "--batch-size", "2", "--device", "cpu", *FAST]
@@ -90,7 +90,7 @@ def test_every_layer_alone_sums_shares_coherence_schema_and_figure(cli, tmp_path
 
     # The figure: a real PNG, and its drawn shares are the report's.
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from cnnbench.plots import build_layers_figure
+    from cnnbench.results.plots import build_layers_figure
 
     fig = build_layers_figure(doc)
     drawn = {a.get_gid(): a for a in fig.findobj(lambda a: (a.get_gid() or "").startswith("share|"))}
@@ -202,7 +202,7 @@ def test_energy_per_layer_is_the_meters_watts_times_window_time_over_images(fake
     text = layers_text(doc)
     assert "J/image" in text and "energy %" in text and "unavailable" not in text
     assert "energy: sum of layers" in text
-    from cnnbench.plots import build_layers_figure
+    from cnnbench.results.plots import build_layers_figure
 
     drawn = build_layers_figure(doc).findobj(lambda a: a.get_gid() == "share|total|convolution")
     conv = next(t for t in types if t["type"] == "convolution")
@@ -242,7 +242,7 @@ def test_an_adapter_without_build_layer_says_so_in_one_line(cli, fake_site, fram
 
 def test_the_default_contract_methods_refuse_in_the_worker(fake_site):
     """A third-party adapter that predates the layer methods still loads; the worker says unsupported."""
-    from cnnbench.worker import PROTOCOL_VERSION, Channel, run_job
+    from cnnbench.execution.worker import PROTOCOL_VERSION, Channel, run_job
 
     spec = resolve_network("lenet")
     out = io.StringIO()
@@ -302,7 +302,7 @@ def test_layers_is_in_the_help(cli):
 
 @pytest.mark.parametrize("ratio, coherent", [(1.0, True), (0.9, True), (1.1, True), (0.85, False), (1.2, False)])
 def test_coherence_outside_point_nine_to_one_point_one_is_marked_incoherent(ratio, coherent):
-    from cnnbench.layerbench import coherence
+    from cnnbench.execution.layer_timing import coherence
 
     out = coherence({"time_ms": 100.0 * ratio, "energy_per_image_j": None},
                     {"time_ms": 100.0, "energy_per_image_j": None})
@@ -314,16 +314,16 @@ def test_coherence_outside_point_nine_to_one_point_one_is_marked_incoherent(rati
 
 
 def test_an_energy_ratio_off_alone_is_incoherent_too():
-    from cnnbench.layerbench import coherence
+    from cnnbench.execution.layer_timing import coherence
 
     out = coherence({"time_ms": 100.0, "energy_per_image_j": 1.5}, {"time_ms": 100.0, "energy_per_image_j": 1.0})
     assert not out["coherent"] and "energy ratio 1.500" in out["warning"]
 
 
 def test_an_incoherent_breakdown_says_so_under_the_table_and_on_the_figure():
-    from cnnbench.layerbench import coherence
-    from cnnbench.layercmd import layers_text
-    from cnnbench.plots import build_layers_figure
+    from cnnbench.execution.layer_timing import coherence
+    from cnnbench.cli.layers import layers_text
+    from cnnbench.results.plots import build_layers_figure
 
     part = {"time_ms": 1.0, "energy_per_image_j": None, "power_w": None, "energy_pct": None, "time_pct": 100.0}
     layer = {"name": "conv1", "type": "convolution", "forward": dict(part), "backward": dict(part), **part}

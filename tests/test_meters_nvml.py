@@ -231,7 +231,7 @@ def test_without_the_field_power_usage_is_used_and_said_to_be_averaged(nvml, hos
 
 
 def _result(windows, device="cuda:0"):
-    from cnnbench.results import Result
+    from cnnbench.results.record import Result
 
     result = Result(framework="torch", network="alexnet", batch_size=8, device=device, precision="fp32",
                     kernels="vendor", threads=None, status="ok")
@@ -240,7 +240,7 @@ def _result(windows, device="cuda:0"):
 
 
 def test_counter_and_integral_are_reported_side_by_side_for_every_window(nvml, host):
-    from cnnbench.energy import attach_energy
+    from cnnbench.meters.energy import attach_energy
     from cnnbench.meters.gpucheck import attach_gpu_checks
 
     nvml(FakeGpu(**H200, watts=300.0, power_watts=330.0))
@@ -276,7 +276,7 @@ def test_a_counter_that_goes_backwards_is_an_error_for_that_window_never_a_figur
 
 
 def test_a_gpu_lost_mid_run_makes_the_cell_an_error_with_the_reason(nvml, host):
-    from cnnbench.energy import attach_energy
+    from cnnbench.meters.energy import attach_energy
 
     gpu = FakeGpu(**H200)
     nvml(gpu)
@@ -291,7 +291,7 @@ def test_a_gpu_lost_mid_run_makes_the_cell_an_error_with_the_reason(nvml, host):
 
 
 def test_mig_mode_keeps_the_whole_gpus_figure_and_says_so(nvml, host):
-    from cnnbench.energy import attach_energy
+    from cnnbench.meters.energy import attach_energy
     from cnnbench.meters.gpucheck import attach_gpu_checks
 
     mig_uuid = "MIG-4f1e2d3c-0000-1111-2222-333344445555"
@@ -311,7 +311,7 @@ def test_mig_mode_keeps_the_whole_gpus_figure_and_says_so(nvml, host):
 
 
 def test_no_mig_no_mig_warning(nvml, host):
-    from cnnbench.energy import attach_energy
+    from cnnbench.meters.energy import attach_energy
     from cnnbench.meters.gpucheck import attach_gpu_checks
 
     nvml(FakeGpu(**H200, mig_mode=(0, 0)))

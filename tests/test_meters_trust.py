@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from cnnbench.energy import attach_energy
+from cnnbench.meters.energy import attach_energy
 from cnnbench.meters import DomainInfo, MeterSession, Reading
 from cnnbench.meters.rapl import DEFAULT_POWER_BOUND_W, RaplMeter
 from cnnbench.plugins import PluginHost
-from cnnbench.results import Result
+from cnnbench.results.record import Result
 from cnnbench.testing import CounterDriver, PowercapTree
 from cnnbench.testing.powercap import masked
 from cnnbench.testing.proc import FakeProc

@@ -16,7 +16,7 @@ if importlib.util.find_spec("cnnbench_caffe") is None:
     sys.path.insert(0, str(ROOT / "plugins"))
 
 from cnnbench.config import RunConfig  # noqa: E402
-from cnnbench.layers import SpecError  # noqa: E402
+from cnnbench.spec import SpecError  # noqa: E402
 from cnnbench.spec import loads_spec  # noqa: E402
 from cnnbench_caffe.adapter import CaffeAdapter  # noqa: E402
 from cnnbench_caffe.backend import Backend  # noqa: E402
@@ -240,7 +240,7 @@ def test_small_modern_net_matches_pytorch_autograd_in_float64():
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
 
-    from cnnbench.verify import make_inputs
+    from cnnbench.execution.verify import make_inputs
 
     spec = loads_spec(SMALL)
     arrays = make_inputs(spec, 3, seed=1)
@@ -267,7 +267,7 @@ def test_small_modern_net_matches_pytorch_autograd_in_float64():
 # -- a network's own verify tolerances ---------------------------------------------------------------
 
 def test_a_spec_states_its_verify_tolerances_and_bad_ones_are_one_line_errors():
-    from cnnbench.verify import TOLERANCES, relative_error, tolerance
+    from cnnbench.execution.verify import TOLERANCES, relative_error, tolerance
 
     text = net('name = "c", type = "conv", filters = 2, kernel = 1')
     spec = loads_spec("verify_tolerance = {fp32 = 0.05}\n" + text)

@@ -13,10 +13,10 @@ import pytest
 
 from cnnbench.adapter import Unsupported
 from cnnbench.config import Measurement, RunConfig
-from cnnbench.networks import resolve_network
-from cnnbench.runner import Cell, preflight, run_cell, run_worker
+from cnnbench.spec.catalog import resolve_network
+from cnnbench.execution.runner import Cell, preflight, run_cell, run_worker
 from cnnbench.spec import loads_spec
-from cnnbench.verify import TOLERANCES, make_inputs, relative_error
+from cnnbench.execution.verify import TOLERANCES, make_inputs, relative_error
 
 # The adapter package itself imports no MXNet; it is missing only from an install made before it existed.
 MXNetAdapter = pytest.importorskip("cnnbench_mxnet.adapter", reason="cnnbench_mxnet is not importable here; "
@@ -169,7 +169,7 @@ def run_in_env(mxnet_env, code: str, **env) -> subprocess.CompletedProcess:
 
 PRELUDE = """
 from cnnbench.config import RunConfig
-from cnnbench.networks import resolve_network
+from cnnbench.spec.catalog import resolve_network
 from cnnbench_mxnet.adapter import MXNetAdapter
 
 def built(kernels="vendor", **kw):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from cnnbench.networks import builtin_networks
+from cnnbench.spec.catalog import builtin_networks
 from cnnbench.plugins import PluginHost
 
 

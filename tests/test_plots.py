@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cnnbench.config import UsageError
-from cnnbench.energy import _totals
-from cnnbench.plots import FORMATS, build_figure, save_figure
-from cnnbench.results import Result
+from cnnbench.meters.energy import _totals
+from cnnbench.results.plots import FORMATS, build_figure, save_figure
+from cnnbench.results.record import Result
 
 pytest.importorskip("matplotlib")
 
@@ -21,7 +21,7 @@ KINDS = {"gpu": "nvml", "cpu_package": "rapl", "core": "rapl", "dram": "rapl"}
 
 
 def entry(kind, watts, images, idle_w=None, method="counter", seconds=SECONDS):
-    """One domain as cnnbench.energy.attach_energy writes it."""
+    """One domain as cnnbench.meters.energy.attach_energy writes it."""
     joules = watts * seconds
     return {"kind": kind, "meter": KINDS[kind], "power_w": watts, "energy_per_image_j": joules / images,
             "method": method, "joules": joules, "seconds": seconds, "idle_power_w": idle_w,
@@ -238,7 +238,7 @@ def test_missing_matplotlib_is_a_usage_error_with_the_install_hint(monkeypatch):
 
 
 def test_import_is_instant_and_figures_leave_pyplot_alone():
-    code = ("import sys, cnnbench.plots as p; from cnnbench.results import Result\n"
+    code = ("import sys, cnnbench.results.plots as p; from cnnbench.results.record import Result\n"
             "assert 'matplotlib' not in sys.modules\n"
             "r = Result('torch', 'lenet', 8, 'cpu', 'fp32', 'vendor', None, 'ok', time_per_iter_ms=1.0)\n"
             "fig = p.build_figure([r]); fig.canvas.draw()\n"
@@ -250,7 +250,7 @@ def test_import_is_instant_and_figures_leave_pyplot_alone():
 
 
 def test_the_unavailable_note_keeps_the_reasons_and_leaves_out_the_fixes():
-    from cnnbench.plots import short_reason
+    from cnnbench.results.plots import short_reason
 
     reason = ("nvml: nvidia-ml-py is not installed (its module is pynvml); fix: pip install 'cnnbench[nvml]'  "
               "(the nvidia-ml-py distribution; not the deprecated 'pynvml' one); rapl: no powercap tree at "

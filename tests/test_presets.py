@@ -9,7 +9,7 @@ import pytest
 
 from cnnbench.cli import build_parser, given_dests
 from cnnbench.config import UsageError
-from cnnbench.presets import PRESETS, Machine, apply_preset
+from cnnbench.planning.presets import PRESETS, Machine, apply_preset
 
 from conftest import FAST
 

@@ -11,7 +11,7 @@ import sys
 
 from conftest import FAST, ROOT
 
-from cnnbench.progress import Progress, format_duration
+from cnnbench.execution.progress import Progress, format_duration
 
 
 class Clock:

@@ -19,8 +19,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from cnnbench.networks import builtin_networks, is_path, resolve_network
-from cnnbench.prototxt import Message, dumps_spec_toml, load_prototxt, parse_prototxt, prototxt_to_data
+from cnnbench.spec.catalog import builtin_networks, is_path, resolve_network
+from cnnbench.spec.prototxt import Message, dumps_spec_toml, load_prototxt, parse_prototxt, prototxt_to_data
 from cnnbench.spec import SpecError, loads_spec, parse_spec
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"

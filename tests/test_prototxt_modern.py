@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from cnnbench.layers import SpecError
-from cnnbench.networks import resolve_network
-from cnnbench.prototxt import prototxt_to_data
+from cnnbench.spec import SpecError
+from cnnbench.spec.catalog import resolve_network
+from cnnbench.spec.prototxt import prototxt_to_data
 from cnnbench.spec import parse_spec
 
 

@@ -15,9 +15,9 @@ import time
 import pytest
 
 from conftest import FAST
-from cnnbench import quality
-from cnnbench.results import Result
-from cnnbench.worker import measure
+from cnnbench.results import quality
+from cnnbench.results.record import Result
+from cnnbench.execution.worker import measure
 
 
 def windows_of(per_iter: list[float], iterations: int = 10) -> list[dict[str, float]]:
@@ -111,7 +111,7 @@ def test_own_process_tree_is_not_counted_as_others():
         import json, os, subprocess, sys
         cpu = sorted(os.sched_getaffinity(0))[0]
         os.sched_setaffinity(0, {{cpu}})
-        from cnnbench.quality import LoadProbe
+        from cnnbench.system.load import LoadProbe
         probe = LoadProbe.open()
         subprocess.run([sys.executable, "-c", {SPIN.format(seconds=1.5)!r}], check=True)
         print(json.dumps(probe.close()))

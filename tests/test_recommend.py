@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from cnnbench.results import Result
-from cnnbench.store import Store
+from cnnbench.results.record import Result
+from cnnbench.results.store import Store
 
 
 def cell(batch, ms, joules_per_image=None, precision="fp32", framework="torch", reason="rapl: not readable"):

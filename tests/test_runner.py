@@ -9,9 +9,9 @@ import time
 import pytest
 
 from cnnbench.config import Measurement, RunConfig
-from cnnbench.networks import resolve_network
+from cnnbench.spec.catalog import resolve_network
 from cnnbench.plugins import PluginHost
-from cnnbench.runner import Cell, preflight, run_cell, run_grid
+from cnnbench.execution.runner import Cell, preflight, run_cell, run_grid
 
 FAST = Measurement(warmup=1, min_time=0.02, repeats=2)
 

@@ -69,7 +69,7 @@ def test_spec_files_are_data_and_never_executed(tmp_path):
 
 def _worker(stdin: bytes, tmp_path: Path) -> tuple[list[dict], subprocess.CompletedProcess]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
-    proc = subprocess.run([sys.executable, "-m", "cnnbench.worker", "--job", "x"], input=stdin, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "cnnbench.execution.worker", "--job", "x"], input=stdin, capture_output=True,
                           env=env, timeout=60, cwd=tmp_path)
     events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     return events, proc
@@ -97,8 +97,8 @@ def test_a_worker_takes_only_a_json_job_on_stdin(tmp_path):
 def test_a_worker_loads_only_registered_frameworks(tmp_path):
     """A job naming a module (``os``) as its framework is refused with the valid choices, not imported."""
     from cnnbench.config import Measurement, RunConfig
-    from cnnbench.networks import resolve_network
-    from cnnbench.worker import PROTOCOL_VERSION
+    from cnnbench.spec.catalog import resolve_network
+    from cnnbench.execution.worker import PROTOCOL_VERSION
     from dataclasses import asdict
 
     spec = resolve_network("lenet")

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from cnnbench.networks import UnknownNetwork, builtin_dir, builtin_networks, resolve_network
+from cnnbench.spec.catalog import UnknownNetwork, builtin_dir, builtin_networks, resolve_network
 from cnnbench.spec import LAYER_TYPES, SpecError, load_spec, loads_spec, parse_spec
 
 HEADER = 'name = "t"\ninput = [3, 8, 8]\ndefault_batch_size = 4\n'
@@ -828,12 +828,12 @@ def test_extra_networks_are_choices_but_cannot_shadow_builtins(tmp_path):
 
 
 def test_spec_modules_import_no_framework():
-    import cnnbench.layers
-    import cnnbench.prototxt
+    import cnnbench.spec.layers
+    import cnnbench.spec.prototxt
     import cnnbench.spec
-    import cnnbench.spec_blocks
+    import cnnbench.spec.blocks
 
-    for module in (cnnbench.spec, cnnbench.layers, cnnbench.spec_blocks, cnnbench.prototxt):
+    for module in (cnnbench.spec, cnnbench.spec.layers, cnnbench.spec.blocks, cnnbench.spec.prototxt):
         source = open(module.__file__, encoding="utf-8").read()
         for framework in ("torch", "tensorflow", "mxnet", "numpy", "yaml", "google.protobuf"):
             assert f"import {framework}" not in source

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench import store as store_module
+from cnnbench.results import store as store_module
 from cnnbench.config import UsageError
-from cnnbench.results import SCHEMA_VERSION as RECORD_VERSION
-from cnnbench.results import Result
-from cnnbench.store import SCHEMA_VERSION, Store, StoreError
+from cnnbench.results.record import SCHEMA_VERSION as RECORD_VERSION
+from cnnbench.results.record import Result
+from cnnbench.results.store import SCHEMA_VERSION, Store, StoreError
 
 from conftest import FAST, ROOT
 
@@ -139,8 +139,8 @@ def test_not_a_cnnbench_database(tmp_path):
 _WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from cnnbench.results import Result
-    from cnnbench.store import Store
+    from cnnbench.results.record import Result
+    from cnnbench.results.store import Store
 
     path, go, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     with Store(path) as store:
@@ -380,9 +380,9 @@ def test_one_position_is_stored_once(tmp_path):
 
 def test_a_host_crash_mid_grid_leaves_the_run_resumable(fake_site, monkeypatch, _own_results_db):
     import cnnbench
-    import cnnbench.runner
+    import cnnbench.execution.runner
 
-    real = cnnbench.runner.run_grid
+    real = cnnbench.execution.runner.run_grid
 
     def crashing(cells, *args, **kwargs):
         for index, result in enumerate(real(cells, *args, **kwargs)):
@@ -390,7 +390,7 @@ def test_a_host_crash_mid_grid_leaves_the_run_resumable(fake_site, monkeypatch, 
                 raise RuntimeError("a bug in the host")
             yield result
 
-    monkeypatch.setattr(cnnbench.runner, "run_grid", crashing)
+    monkeypatch.setattr(cnnbench.execution.runner, "run_grid", crashing)
     with pytest.raises(RuntimeError, match="a bug in the host"):
         cnnbench.compare(frameworks="fake", networks="lenet", batch_size=[1, 2, 3], device="cpu", warmup=1,
                          min_time=0.02, repeats=2)

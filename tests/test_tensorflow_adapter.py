@@ -23,9 +23,9 @@ if importlib.util.find_spec("cnnbench_tensorflow") is None:
 
 from cnnbench.adapter import Unsupported  # noqa: E402
 from cnnbench.config import RunConfig  # noqa: E402
-from cnnbench.networks import resolve_network  # noqa: E402
+from cnnbench.spec.catalog import resolve_network  # noqa: E402
 from cnnbench.spec import loads_spec  # noqa: E402
-from cnnbench.verify import TOLERANCES, make_inputs, relative_error  # noqa: E402
+from cnnbench.execution.verify import TOLERANCES, make_inputs, relative_error  # noqa: E402
 from cnnbench_tensorflow.adapter import TensorFlowAdapter  # noqa: E402
 from cnnbench_tensorflow.model import SpecNet  # noqa: E402
 
@@ -142,7 +142,7 @@ def test_xla_option_default_threads_and_what_the_gpu_cannot_do(cli):
                "--device", "cpu,cuda", "--kernels", "vendor,native", "--option", "xla=on", "--meters", "none",
                "--json", *FAST)
     cells = results(proc)
-    from cnnbench.provenance import usable_cores
+    from cnnbench.system.provenance import usable_cores
 
     threads = usable_cores()[0]  # no --threads: the physical cores cnnbench may use, as for every framework
     for kernels in ("vendor", "native"):

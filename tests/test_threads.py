@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from cnnbench import cli, provenance
+from cnnbench import cli
+from cnnbench.system import provenance
 from cnnbench.config import UsageError
 
 

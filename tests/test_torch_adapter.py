@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from cnnbench.adapter import Unsupported  # noqa: E402
 from cnnbench.config import RunConfig  # noqa: E402
-from cnnbench.networks import resolve_network  # noqa: E402
+from cnnbench.spec.catalog import resolve_network  # noqa: E402
 from cnnbench.spec import loads_spec  # noqa: E402
 from cnnbench_torch.adapter import TorchAdapter  # noqa: E402
 

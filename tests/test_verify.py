@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from cnnbench.networks import resolve_network
-from cnnbench.verify import make_inputs, relative_error
+from cnnbench.spec.catalog import resolve_network
+from cnnbench.execution.verify import make_inputs, relative_error
 
 
 def test_inputs_are_seeded_and_in_the_canonical_layout():

@@ -1,4 +1,4 @@
-"""The worker: the timing loop, and the JSON-lines protocol spoken by ``python -m cnnbench.worker``."""
+"""The worker: the timing loop, and the JSON-lines protocol spoken by ``python -m cnnbench.execution.worker``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 from dataclasses import asdict
 
 from cnnbench.config import Measurement, RunConfig
-from cnnbench.networks import resolve_network
-from cnnbench.worker import PROTOCOL_VERSION, measure
+from cnnbench.spec.catalog import resolve_network
+from cnnbench.execution.worker import PROTOCOL_VERSION, measure
 
 
 def test_windows_grow_until_min_time():
@@ -61,7 +61,7 @@ def job(framework="fake", **config):
 def run_worker(payload: str, env=None):
     full_env = dict(os.environ, **(env or {}))
     before = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "cnnbench.worker"], input=payload, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "cnnbench.execution.worker"], input=payload, capture_output=True,
                           text=True, env=full_env, timeout=120)
     after = time.monotonic()
     events = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -13,7 +13,7 @@ def attach_gpu_checks(result: Any, session: Any, gpu_domain: str | None) -> None
     """Add ``windows`` (counter J, integrated J, their disagreement, per window) to the energy entry of the
     cell's GPU, and warn when the GPU is in MIG mode (its figure is then the whole GPU's). A disagreement
     beyond the tolerance is already a warning of the window's reading, which reaches ``result.warnings``
-    with the other meter warnings (``cnnbench.energy``)."""
+    with the other meter warnings (``cnnbench.meters.energy``)."""
     entry = (result.energy or {}).get(gpu_domain) if gpu_domain else None
     if entry is None or not result.windows:
         return

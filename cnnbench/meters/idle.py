@@ -3,7 +3,7 @@
 Idle power is what the machine draws doing nothing; a baseline taken while a compiler, another benchmark or
 a backup runs is that process's power, and subtracting it would make every cell look cheaper than it is. So
 the baseline records the machine's load over its own time, from ``/proc`` (``$CNNBENCH_PROC_ROOT`` for
-tests, as ``$CNNBENCH_POWERCAP_ROOT`` is for the powercap tree):
+tests, as ``$CNNBENCH_POWERCAP_ROOT`` is for the powercap tree; read by ``cnnbench.system.load``):
 
 - ``/proc/stat``'s ``cpu`` line at the start and the end: the CPU time every process spent busy
   (user, nice, system, irq, softirq, steal) out of all CPUs' time, minus what this process used itself
@@ -19,12 +19,8 @@ background costs) is the floor, and 5 % of the CPUs above it leaves a large serv
 
 from __future__ import annotations
 
-import os
-import time
-from dataclasses import dataclass
 from typing import Any
 
-ENV_PROC_ROOT = "CNNBENCH_PROC_ROOT"
 #: Other processes may keep this many CPUs busy during a trusted baseline, or this share of the CPUs if more.
 IDLE_MAX_BUSY_CPUS = 0.5
 IDLE_MAX_BUSY_SHARE = 0.05
@@ -37,65 +33,12 @@ IDLE_WINDOWS = 5
 IDLE_CV_WARN = 0.10
 
 
-def proc_root() -> str:
-    return os.environ.get(ENV_PROC_ROOT) or "/proc"
-
-
 def max_busy_cpus(cpus: int) -> float:
     return max(IDLE_MAX_BUSY_CPUS, IDLE_MAX_BUSY_SHARE * cpus)
 
 
 def max_load(cpus: int) -> float:
     return max(IDLE_MAX_LOAD, IDLE_MAX_LOAD_SHARE * cpus)
-
-
-@dataclass(frozen=True)
-class LoadSnapshot:
-    """The machine's cumulative CPU times (in clock ticks) and load average at one instant."""
-
-    t: float
-    busy: int
-    steal: int
-    total: int
-    cpus: int
-    load1: float
-    own_cpu_s: float
-
-
-def snapshot() -> LoadSnapshot:
-    """Read ``/proc/stat`` and ``/proc/loadavg``; OSError or ValueError where they cannot be read."""
-    root = proc_root()
-    with open(os.path.join(root, "stat")) as f:
-        lines = f.read().splitlines()
-    fields = next(line.split() for line in lines if line.startswith("cpu "))
-    # user nice system idle iowait irq softirq steal [guest guest_nice]; guest time is already in user.
-    values = [int(v) for v in fields[1:9]] + [0] * max(0, 9 - len(fields))
-    user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
-    busy = user + nice + system + irq + softirq + steal
-    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
-    with open(os.path.join(root, "loadavg")) as f:
-        load1 = float(f.read().split()[0])
-    times = os.times()
-    return LoadSnapshot(time.monotonic(), busy, steal, busy + idle + iowait, max(cpus, 1), load1,
-                        times.user + times.system)
-
-
-def load_between(a: LoadSnapshot, b: LoadSnapshot) -> dict[str, Any]:
-    """The other processes' CPU use and the load average between two snapshots."""
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    total = b.total - a.total
-    own = (b.own_cpu_s - a.own_cpu_s) * ticks
-    others = max(0.0, (b.busy - a.busy) - own)
-    share = others / total if total > 0 else None
-    return {
-        "seconds": b.t - a.t,
-        "cpus": b.cpus,
-        "others_busy_share": share,
-        "others_busy_cpus": share * b.cpus if share is not None else None,
-        "steal_share": (b.steal - a.steal) / total if total > 0 else None,
-        "load1_before": a.load1,
-        "load1_after": b.load1,
-    }
 
 
 def judge(load: dict[str, Any]) -> str | None:

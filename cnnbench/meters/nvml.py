@@ -104,14 +104,14 @@ def deprecated_pynvml(module_file: str | None = None) -> str | None:
             f"write the same files; fix: pip uninstall pynvml && pip install --force-reinstall nvidia-ml-py")
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
     """nvidia-ml-py returns str; releases before 11.5 returned bytes."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def normalize_uuid(uuid: str) -> str:
     """``GPU-58a7d1a9-...`` (NVML) and ``58a7d1a9-...`` (torch) -> ``58a7d1a9-...``."""
-    text = _text(uuid).strip().lower()
+    text = text_of(uuid).strip().lower()
     for prefix in ("gpu-", "mig-"):
         if text.startswith(prefix):
             text = text[len(prefix):]
@@ -123,7 +123,7 @@ _PCI_RE = re.compile(r"^(?:([0-9a-f]+):)?([0-9a-f]+):([0-9a-f]+)(?:\.([0-9a-f]+)
 
 def normalize_pci(bus_id: str) -> tuple[int, int, int, int] | None:
     """``00000000:17:00.0`` (NVML), ``0000:17:00.0`` (CUDA) and ``17:00.0`` -> (0, 0x17, 0, 0)."""
-    m = _PCI_RE.match(_text(bus_id).strip().lower())
+    m = _PCI_RE.match(text_of(bus_id).strip().lower())
     if m is None:
         return None
     domain, bus, device, function = m.groups()
@@ -218,9 +218,9 @@ class NvmlMeter(Meter):
             domain = f"gpu{index}"
             try:
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-                name = _text(nvml.nvmlDeviceGetName(handle))
-                bus_id = _text(nvml.nvmlDeviceGetPciInfo(handle).busId)
+                uuid = text_of(nvml.nvmlDeviceGetUUID(handle))
+                name = text_of(nvml.nvmlDeviceGetName(handle))
+                bus_id = text_of(nvml.nvmlDeviceGetPciInfo(handle).busId)
             except nvml.NVMLError as exc:
                 self.unavailable[domain] = MeterError(f"NVML device {index} cannot be opened: {self._describe(exc)}")
                 continue
@@ -304,7 +304,7 @@ class NvmlMeter(Meter):
             mig = self._optional(nvml.nvmlDeviceGetMigDeviceHandleByIndex, handle, i)
             uuid = mig is not None and self._optional(nvml.nvmlDeviceGetUUID, mig)
             if uuid:
-                uuids.append(_text(uuid))
+                uuids.append(text_of(uuid))
         return {"mig_mode": "enabled", "mig_uuids": uuids}
 
     def _supported(self, call, handle) -> bool | MeterError:
@@ -481,7 +481,7 @@ MIG_WARNING = ("its energy counter and power are the whole GPU's, every MIG inst
 
 
 def _maybe_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
+    return None if value is None else text_of(value)
 
 
 def _on_off(value: Any) -> str | None:

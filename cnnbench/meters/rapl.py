@@ -89,7 +89,7 @@ _INTERFACE_PREFERENCE = {"intel-rapl": 0, "intel-rapl-tpmi": 1, "intel-rapl-mmio
 _SUBZONES = {"core": ("cpu_core", "core"), "uncore": ("cpu_uncore", "uncore"), "dram": ("dram", "dram")}
 
 
-def _read_file(path: str) -> str:
+def read_file(path: str) -> str:
     """Read one sysfs attribute. Every read of the tree goes through here, so a test running as root
     (which file modes do not stop) can make it fail exactly as it fails for a non-root user."""
     with open(path, "rb") as f:
@@ -131,7 +131,7 @@ def discover(root: str) -> list[Zone]:
         real = os.path.realpath(path)
         if real not in seen:
             try:
-                name = _read_file(os.path.join(path, "name")).strip() or None
+                name = read_file(os.path.join(path, "name")).strip() or None
             except OSError:
                 name = None
             ids = tuple(int(i) for i in m.group("ids")[1:].split(":"))
@@ -338,7 +338,7 @@ def declared_max_power_w(zone_path: str) -> float | None:
     for entry in _listdir(zone_path):
         if _MAX_POWER_RE.match(entry):
             try:
-                best = max(best, int(_read_file(os.path.join(zone_path, entry)).strip()))
+                best = max(best, int(read_file(os.path.join(zone_path, entry)).strip()))
             except (OSError, ValueError):
                 continue  # an optional attribute; a zone that cannot say falls back to its kind's default
     return best / 1e6 if best > 0 else None
@@ -414,7 +414,7 @@ class RaplMeter(Meter):
         energy_path = os.path.join(zone.path, "energy_uj")
         range_path = os.path.join(zone.path, "max_energy_range_uj")
         try:
-            max_range = int(_read_file(range_path).strip())
+            max_range = int(read_file(range_path).strip())
         except PermissionError:
             raise PermissionDenied(range_path, zone.control_type) from None
         except (OSError, ValueError) as exc:
@@ -425,7 +425,7 @@ class RaplMeter(Meter):
         if max_range <= 0:
             raise MeterError(f"{range_path} says {max_range}: without a positive range a wraparound cannot be corrected")
         try:
-            int(_read_file(energy_path).strip())
+            int(read_file(energy_path).strip())
         except PermissionError:
             raise PermissionDenied(energy_path, zone.control_type) from None
         except (OSError, ValueError) as exc:
@@ -468,7 +468,7 @@ class RaplMeter(Meter):
         out: dict[str, Sample] = {}
         for domain, c in self._counters.items():
             try:
-                raw = int(_read_file(c.path).strip())
+                raw = int(read_file(c.path).strip())
             except (OSError, ValueError) as exc:
                 # No value at all, never the last one again: the sampler makes the interval from the last
                 # good read to the next one an error, so no window across the gap gets a figure.

@@ -226,17 +226,18 @@ class MeterSession:
         out (their readings are in ``idle_readings``).
         """
         from cnnbench.meters import idle as idle_check
+        from cnnbench.system import load as machine_load
 
         if seconds <= 0 or not self._samplers:
             return {}
         if not self.running:
             self.start()
-        before, error = _load_snapshot(idle_check)
+        before, error = _load_snapshot(machine_load)
         start = time.monotonic()
         time.sleep(seconds)
         end = time.monotonic()
-        after, error = _load_snapshot(idle_check) if before is not None else (None, error)
-        load = idle_check.load_between(before, after) if before is not None and after is not None else None
+        after, error = _load_snapshot(machine_load) if before is not None else (None, error)
+        load = machine_load.load_between(before, after) if before is not None and after is not None else None
         reason = idle_check.judge(load) if load is not None else (
             f"the machine's load cannot be read ({error}), so whether it was idle cannot be checked")
         self.idle_readings = self.energy(start, end)
@@ -369,9 +370,9 @@ class MeterSession:
                         "integrated_j": integrated, "disagreement": gap, "error": reading.error})
         return out
 
-def _load_snapshot(idle_check: Any) -> tuple[Any, str | None]:
+def _load_snapshot(machine_load: Any) -> tuple[Any, str | None]:
     try:
-        return idle_check.snapshot(), None
+        return machine_load.snapshot(), None
     except (OSError, ValueError, StopIteration) as exc:
         return None, f"{type(exc).__name__}: {exc}"
 

@@ -45,7 +45,7 @@ the adapter (a fresh interpreter for the host-side questions, a worker process p
 - ``prepare``, ``build``, ``step`` and ``synchronize`` run in a real worker (warm-up, two timed windows);
   ``peak_memory`` returns ``(int or None, str)``;
 - ``verify`` gets the float64 reference's loss, logits and gradients for the same weights and data, within
-  the tolerance of the precision (:data:`cnnbench.verify.TOLERANCES`);
+  the tolerance of the precision (:data:`cnnbench.execution.verify.TOLERANCES`);
 - every precision and kernel family the adapter leaves out, and ``cuda`` on a machine without a GPU, ends
   as ``unsupported`` in the worker — an ``Unsupported`` exception, never another one.
 
@@ -91,10 +91,6 @@ from cnnbench.testing.nvml import FakeGpu, fake_pynvml
 from cnnbench.testing.powercap import (
     AMD_RANGE_UJ, INTEL_RANGE_UJ, CounterDriver, FakeZone, PowercapTree, unreadable)
 from cnnbench.testing.registration import Registration, registered
-
-# The private helpers of the single module this package replaced, for code that reached for them.
-from cnnbench.testing.nvml import _NVML_ERROR_TEXT, _NVML_ERRORS  # noqa: E402,F401
-from cnnbench.testing.powercap import _ZONE_ID, _symlink, _write, _write_atomic  # noqa: E402,F401
 
 __all__ = [
     "AMD_RANGE_UJ", "INTEL_RANGE_UJ", "TINY_NETWORK", "ContractReport", "ContractWarning", "CounterDriver",

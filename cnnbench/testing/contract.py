@@ -2,8 +2,8 @@
 
 Everything runs the way ``cnnbench`` runs it, through the same functions: the host-side questions in a
 fresh interpreter with a worker's ``PYTHONPATH`` (as ``cnnbench list`` asks them), the training step in
-a worker process (:func:`cnnbench.runner.run_cell`), the comparison with the float64 reference through
-:func:`cnnbench.verify.verify`, and the axis values the adapter leaves out in workers that skip the
+a worker process (:func:`cnnbench.execution.runner.run_cell`), the comparison with the float64 reference through
+:func:`cnnbench.execution.verify.verify`, and the axis values the adapter leaves out in workers that skip the
 host's preflight (the worker is the adapter's last line of defence: it must say ``Unsupported``, not
 crash). So an adapter that passes here works in ``cnnbench compare`` and ``cnnbench verify``.
 """
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from cnnbench.adapter import Availability, Capabilities, FrameworkAdapter, Unsupported
 
 if TYPE_CHECKING:
-    from cnnbench.results import Result
+    from cnnbench.results.record import Result
     from cnnbench.spec import NetworkSpec
-    from cnnbench.verify import Outcome
+    from cnnbench.execution.verify import Outcome
 
 #: The contract points, as failures name them.
 ATTRIBUTES = "class attributes (name, package, install_hint)"
@@ -148,9 +148,9 @@ def _framework_module(cls: type[FrameworkAdapter]) -> str:
 
 
 def _attribute_problems(cls: Any) -> list[str]:
-    from cnnbench.plugins import _adapter_problem
+    from cnnbench.plugins import adapter_problem
 
-    problems = [p for p in [_adapter_problem(cls)] if p]
+    problems = [p for p in [adapter_problem(cls)] if p]
     hint = getattr(cls, "install_hint", None)
     if not (isinstance(hint, str) and hint.strip()):
         problems.append(f"adapter {_qualname(cls)} has no install_hint (what a user runs to get the framework; "
@@ -189,7 +189,7 @@ def check_host_side(adapter_cls: type[FrameworkAdapter]) -> HostSide:
         raise AssertionError(f"{ATTRIBUTES}: " + "; ".join(problems))
     name, framework = adapter_cls.name, _framework_module(adapter_cls)
     from cnnbench.config import RunConfig
-    from cnnbench.runner import worker_env
+    from cnnbench.execution.runner import worker_env
 
     env = worker_env(RunConfig(framework=name, network="-", batch_size=1), adapter_cls.__module__)
     args = {"name": name, "framework": framework, "module": adapter_cls.__module__,
@@ -247,7 +247,7 @@ def check_host_side(adapter_cls: type[FrameworkAdapter]) -> HostSide:
 
 
 def _resolve(network: Any) -> NetworkSpec:
-    from cnnbench.networks import resolve_network
+    from cnnbench.spec.catalog import resolve_network
     from cnnbench.spec import NetworkSpec
     from cnnbench.testing.network import tiny_network
 
@@ -290,8 +290,8 @@ def check_adapter(
     """
     from cnnbench.config import KERNELS, PRECISIONS, Measurement, RunConfig, check_device, device_kind
     from cnnbench.plugins import PluginHost
-    from cnnbench.runner import Cell, run_cell
-    from cnnbench.verify import verify, verify_table
+    from cnnbench.execution.runner import Cell, run_cell
+    from cnnbench.execution.verify import verify, verify_table
 
     check_device(device)
     spec = _resolve(network)

@@ -428,24 +428,24 @@ def unreadable(*paths: str | os.PathLike) -> Iterator[None]:
     non-root user since the PLATYPUS fix.
 
     File modes cannot do it when the tests run as root (root reads a mode-000 file), so the rapl meter's
-    one read function (``cnnbench.meters.rapl._read_file``) is wrapped to raise exactly what ``open()``
+    one read function (``cnnbench.meters.rapl.read_file``) is wrapped to raise exactly what ``open()``
     raises for a non-root user on a root-only file: ``PermissionError(EACCES, ..., path)``. Every other
     file is read for real.
     """
     import cnnbench.meters.rapl as rapl
 
     targets = {os.path.realpath(p) for p in paths}
-    original = rapl._read_file
+    original = rapl.read_file
 
     def read(path: str) -> str:
         if os.path.realpath(path) in targets:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return original(path)
 
-    rapl._read_file = read
+    rapl.read_file = read
     try:
         yield
     finally:
-        rapl._read_file = original
+        rapl.read_file = original
 
 

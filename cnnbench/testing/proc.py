@@ -1,8 +1,8 @@
 """A fake ``/proc`` (``stat`` and ``loadavg``) whose CPU times advance in real time at a chosen load.
 
-The idle-baseline check (``cnnbench.meters.idle``) reads ``$CNNBENCH_PROC_ROOT``: point it at
-``FakeProc.root`` to run a baseline on a machine that is as quiet, or as busy, as a test needs, whatever
-else the real machine is doing::
+The idle-baseline check (``cnnbench.meters.idle``, through ``cnnbench.system.load``) reads
+``$CNNBENCH_PROC_ROOT``: point it at ``FakeProc.root`` to run a baseline on a machine that is as quiet, or as
+busy, as a test needs, whatever else the real machine is doing::
 
     with FakeProc(cpus=8, busy_cpus=0.1, load1=0.2) as proc:
         monkeypatch.setenv("CNNBENCH_PROC_ROOT", str(proc.root))

@@ -152,19 +152,18 @@ def registered(plugin: Any, name: str | None = None) -> Iterator[Registration]:
 
     saved_env = os.environ.get("PYTHONPATH")
     saved_path = list(sys.path)
-    saved_host = cnnbench.plugins._host
     entries = [str(site), *filter(None, (saved_env or "").split(os.pathsep))]
     root = _import_root(module)
     # A test's own folder goes last, so that it cannot shadow an installed package in the workers; an
     # installed module's site-packages never goes (PYTHONPATH outranks site-packages, and a worker may
-    # run another interpreter, whose own packages must win: see cnnbench.runner._source_root).
+    # run another interpreter, whose own packages must win: see cnnbench.execution.runner._source_root).
     if root and root not in entries and Path(root).name not in ("site-packages", "dist-packages"):
         entries.append(root)
     os.environ["PYTHONPATH"] = os.pathsep.join(entries)
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
     # get_host() caches the plugins it loaded first; drop it so that it sees this one.
-    cnnbench.plugins._host = None
+    saved_host = cnnbench.plugins.replace_host(None)
     try:
         failures = [f for f in _failures(PluginHost) if f not in known]
         if failures or name not in PluginHost().origins:
@@ -178,7 +177,7 @@ def registered(plugin: Any, name: str | None = None) -> Iterator[Registration]:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = saved_env
-        cnnbench.plugins._host = saved_host
+        cnnbench.plugins.replace_host(saved_host)
         if wrapper:
             sys.modules.pop(wrapper, None)
         importlib.invalidate_caches()

@@ -17,7 +17,7 @@ Quickstart::
 
 In Python, the engine without the harness::
 
-    from cnnbench.networks import resolve_network
+    from cnnbench.spec.catalog import resolve_network
     from cnnbench_caffe.backend import Backend
     from cnnbench_caffe.engine import Net
 

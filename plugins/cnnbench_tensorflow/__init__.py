@@ -18,7 +18,7 @@ worker, and a TensorFlow that needs another NumPy can live in its own interprete
 In Python, the network without the harness::
 
     import tensorflow as tf
-    from cnnbench.networks import resolve_network
+    from cnnbench.spec.catalog import resolve_network
     from cnnbench_tensorflow.model import SpecNet
     from cnnbench_tensorflow.step import make_train_step
 

@@ -124,7 +124,7 @@ def test_every_layer_type_computes_the_reference_function(precision, tolerance):
     pytest.importorskip("cnnbench_caffe")
     from cnnbench.config import RunConfig
     from cnnbench.spec import loads_spec
-    from cnnbench.verify import make_inputs, relative_error
+    from cnnbench.execution.verify import make_inputs, relative_error
 
     spec = loads_spec(RICH)
     arrays = make_inputs(spec, 3, seed=1)
@@ -173,7 +173,7 @@ def test_issue_17_layer_types_compute_the_reference_function():
     pytest.importorskip("cnnbench_caffe")
     from cnnbench.config import RunConfig
     from cnnbench.spec import loads_spec
-    from cnnbench.verify import make_inputs, relative_error
+    from cnnbench.execution.verify import make_inputs, relative_error
 
     spec = loads_spec(MODERN)
     arrays = make_inputs(spec, 3, seed=1)
@@ -196,7 +196,7 @@ def test_every_builtin_network_has_the_spec_parameters_and_logits(network):
     import jax.numpy as jnp
     from jax import lax
 
-    from cnnbench.networks import resolve_network
+    from cnnbench.spec.catalog import resolve_network
     from cnnbench_jax.model import init_params, loss_function
 
     spec = resolve_network(network)
