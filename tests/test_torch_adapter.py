@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -165,3 +167,101 @@ def test_the_adapter_contract_holds():
     assert report.step.peak_memory_bytes > 0
     if not torch.cuda.is_available():
         assert report.unsupported["device=cuda"][0] == "unsupported"
+
+
+# -- memory_format (issues 17 and 19): channels_last, PyTorch's fast path on oneDNN and cuDNN ------------------
+
+
+def test_memory_format_option_is_declared_and_a_bad_value_is_one_line(cli):
+    from cnnbench_torch.adapter import MEMORY_FORMATS
+
+    assert TorchAdapter.options["memory_format"][0] == MEMORY_FORMATS == ("contiguous", "channels_last")
+    proc = cli("run", "--framework", "torch", "--network", "lenet", "--option", "memory_format=nhwc",
+               "--meters", "none")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["cnnbench: error: unknown value 'nhwc' for option memory_format "
+                                                "of torch; valid choices: contiguous, channels_last"]
+    # an unknown option name lists this one among the valid choices
+    proc = cli("run", "--framework", "torch", "--network", "lenet", "--option", "layout=nhwc", "--meters", "none")
+    assert proc.returncode == 2 and "memory_format (torch)" in proc.stderr
+
+
+def test_channels_last_cell_runs_and_records_its_layout(cli):
+    from conftest import FAST
+
+    proc = cli("run", "--framework", "torch", "--network", "lenet", "--batch-size", "2", "--meters", "none",
+               "--option", "memory_format=channels_last", "--json", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)["results"][0]
+    assert r["status"] == "ok", r["reason"]
+    assert r["options"] == {"memory_format": "channels_last"}
+    assert r["provenance"]["worker"]["memory_format"] == "channels_last"
+
+
+def test_channels_last_converts_the_model_and_input_and_contiguous_is_the_default():
+    _, model, _ = build()
+    assert model.x.is_contiguous()
+    assert TorchAdapter().inventory(RunConfig("torch", "lenet", 2))["memory_format"] == "contiguous"
+    cfg = dict(options=(("memory_format", "channels_last"),))
+    # resnet18, not lenet: with lenet's one input channel NCHW and NHWC strides are the same
+    _, model, _ = build("resnet18", batch_size=2, **cfg)
+    cl = torch.channels_last
+    assert model.x.is_contiguous(memory_format=cl) and not model.x.is_contiguous()
+    convs = [m for m in model.module.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=cl) for m in convs)
+    # single layers too: a convolution's 4-D input and weight
+    adapter = TorchAdapter()
+    handle = adapter.build_layer(resolve_network("lenet"), "conv1", RunConfig("torch", "lenet", 2, **cfg))
+    assert handle.inputs[0].is_contiguous(memory_format=cl) and handle.module.weight.is_contiguous(memory_format=cl)
+    with pytest.raises(Unsupported, match="unknown memory_format 'nhwc'; valid choices: contiguous, channels_last"):
+        TorchAdapter().prepare(RunConfig("torch", "lenet", 2, options=(("memory_format", "nhwc"),)))
+
+
+@pytest.mark.parametrize("network", ["lenet", "resnet18"])
+def test_channels_last_step_computes_the_same_loss_and_gradients(network):
+    """``cnnbench verify`` takes no --option, so the equivalence is checked here, at batch 2: in float64 the
+    two layouts agree to rounding; in fp32 (the adapter's verify, oneDNN's kernels) within verify's tolerance."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from cnnbench.execution.verify import GRADIENT_FLOOR, make_inputs, relative_error, tolerance
+
+    spec = resolve_network(network)
+    grads64, loss64 = {}, {}
+    for layout in ("contiguous", "channels_last"):
+        adapter, model, _ = build(network, batch_size=2, options=(("memory_format", layout),))
+        module, x = model.module.double(), model.x.double()
+        if layout == "channels_last" and network == "resnet18":
+            assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        loss = F.cross_entropy(module(x), model.y)
+        loss.backward()
+        loss64[layout] = loss.item()
+        grads64[layout] = [p.grad for p in module.parameters()]
+    assert abs(loss64["channels_last"] - loss64["contiguous"]) <= 1e-12 * abs(loss64["contiguous"])
+    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(grads64["contiguous"],
+                                                                            grads64["channels_last"]))
+
+    arrays = make_inputs(spec, 2)
+    weights = {}
+    for key, value in arrays.items():
+        if "/" in key:
+            layer, _, kind = key.partition("/")
+            weights.setdefault(layer, {})[kind] = value
+    outs = {}
+    for layout in ("contiguous", "channels_last"):
+        cfg = RunConfig("torch", network, 2, options=(("memory_format", layout),))
+        adapter = TorchAdapter()
+        adapter.prepare(cfg)
+        outs[layout] = adapter.verify(spec, cfg, weights, arrays["data"], arrays["labels"])
+    a, b = outs["contiguous"], outs["channels_last"]
+    assert abs(a.loss - b.loss) <= 1e-5 * abs(a.loss)
+    assert relative_error(b.logits, a.logits) < 1e-5
+    assert set(a.grads) == set(b.grads) and len(a.grads) > 1
+    # measured as verify measures gradients. In fp32 a pre-activation within rounding of zero may land on the
+    # other side of a ReLU in one layout and not the other: resnet18's batch norm shifts differ by about 9e-3,
+    # while each layout is within verify's tolerance of the float64 reference, so the bound is twice that
+    # tolerance (the two distances to the reference added); lenet's differ by rounding only.
+    largest = max(np.linalg.norm(g) for layer in a.grads.values() for g in layer.values())
+    worst = max((relative_error(b.grads[n][k], a.grads[n][k], GRADIENT_FLOOR * largest), n, k)
+                for n in a.grads for k in a.grads[n])
+    assert worst[0] < (1e-5 if network == "lenet" else 2 * tolerance(spec, "fp32")), worst

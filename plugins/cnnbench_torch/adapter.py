@@ -9,6 +9,11 @@ inside the network, under the same device, kernel and autocast settings (see ``l
 
 Precisions: ``fp32`` is strict IEEE fp32 (TF32 off, on CUDA too, where PyTorch enables it for
 convolutions by default); ``tf32`` enables it on CUDA; ``fp16`` and ``bf16`` use autocast.
+
+Options: ``--option memory_format=channels_last`` converts the module's 4-D parameters and the input batch
+to ``torch.channels_last`` (NHWC strides; oneDNN's and cuDNN's preferred layout), in whole-network steps,
+single layers and ``verify`` alike; the step is otherwise the same. ``contiguous`` (NCHW, the default) is
+PyTorch's usual layout. The worker records the layout it used as ``memory_format`` in its provenance.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnbench.adapter import Capabilities, FrameworkAdapter, OutOfMemory, Unsupported, VerifyOutput
+
+#: ``--option memory_format=...``: the first is the default (today's behaviour, PyTorch's own default).
+MEMORY_FORMATS = ("contiguous", "channels_last")
 
 
 @dataclass
@@ -36,6 +44,8 @@ class TorchAdapter(FrameworkAdapter):
     name = "torch"
     package = "torch"
     install_hint = 'pip install "cnnbench[torch]"'
+    options = {"memory_format": (MEMORY_FORMATS, "layout of the 4-D parameters and input: contiguous (NCHW, the "
+                                                 "default) or channels_last (NHWC strides)")}
 
     @classmethod
     def capabilities(cls, device_kind: str) -> Capabilities:
@@ -57,6 +67,7 @@ class TorchAdapter(FrameworkAdapter):
         for value in (config.precision, config.kernels):
             if value in refused:
                 raise Unsupported(refused[value])
+        _memory_format_name(config)
         if config.threads:
             torch.set_num_threads(config.threads)
         if config.device_kind == "cuda":
@@ -117,9 +128,11 @@ class TorchAdapter(FrameworkAdapter):
 
         torch.manual_seed(config.seed)
         device = _device(torch, config)
+        layout = _memory_format(torch, config)
         try:
-            module = build_module(spec).to(device).train()
-            x = torch.randn(config.batch_size, *spec.input_shape, device=device)
+            # to(memory_format=...) restrides only the 4-D parameters (convolution weights); the rest stay as they are
+            module = build_module(spec).to(device, memory_format=layout).train()
+            x = torch.randn(config.batch_size, *spec.input_shape, device=device).contiguous(memory_format=layout)
             y = torch.randint(0, spec.num_classes, (config.batch_size,), device=device)
         except RuntimeError as exc:  # torch.OutOfMemoryError is one
             _raise_if_oom(exc)
@@ -166,7 +179,8 @@ class TorchAdapter(FrameworkAdapter):
                 if cache is None or cache[0] != (spec.name, config.precision):
                     cache = self._dtypes = ((spec.name, config.precision), blob_dtypes(spec, device, autocast))
                 dtypes = cache[1]
-            return build_single(spec, layer_name, config.batch_size, device, autocast, dtypes, config.seed)
+            return build_single(spec, layer_name, config.batch_size, device, autocast, dtypes, config.seed,
+                                _memory_format(torch, config))
         except Exception as exc:
             _raise_if_oom(exc)
             raise
@@ -200,6 +214,7 @@ class TorchAdapter(FrameworkAdapter):
                 if layer.bias is not None:
                     layer.bias.copy_(torch.from_numpy(weights[name]["bias"]))
         x = torch.from_numpy(data).to(model.device, torch.float32)
+        x = x.contiguous(memory_format=_memory_format(torch, config))
         y = torch.from_numpy(labels).to(model.device)
         module.zero_grad(set_to_none=True)
         with model.autocast():
@@ -215,7 +230,7 @@ class TorchAdapter(FrameworkAdapter):
             grads[name] = {"weight": numpy(layer.weight.grad)}
             if layer.bias is not None:
                 grads[name]["bias"] = numpy(layer.bias.grad)
-        return VerifyOutput(float(loss), numpy(logits), grads)
+        return VerifyOutput(float(loss.detach()), numpy(logits), grads)
 
     def synchronize(self, model: TorchModel) -> None:
         if model.device.type == "cuda":
@@ -243,7 +258,7 @@ class TorchAdapter(FrameworkAdapter):
     def inventory(self, config) -> dict[str, Any]:
         import torch
 
-        info: dict[str, Any] = {"torch": torch.__version__}
+        info: dict[str, Any] = {"torch": torch.__version__, "memory_format": _memory_format_name(config)}
         config_text = torch.__config__.show()
         blas = re.search(r"BLAS_INFO=(\w+)", config_text)
         info["blas"] = blas.group(1) if blas else None
@@ -270,6 +285,18 @@ class TorchAdapter(FrameworkAdapter):
 
 def _device(torch, config) -> Any:
     return torch.device("cuda", config.device_index) if config.device_kind == "cuda" else torch.device("cpu")
+
+
+def _memory_format_name(config) -> str:
+    # the host checked the value against MEMORY_FORMATS; a worker asked directly is checked here too
+    name = config.option("memory_format", MEMORY_FORMATS[0])
+    if name not in MEMORY_FORMATS:
+        raise Unsupported(f"unknown memory_format '{name}'; valid choices: {', '.join(MEMORY_FORMATS)}")
+    return name
+
+
+def _memory_format(torch, config) -> Any:
+    return {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}[_memory_format_name(config)]
 
 
 def _autocast(torch, device, precision: str) -> Any:

@@ -48,18 +48,22 @@ def blob_dtypes(spec: NetworkSpec, device: Any, autocast: Callable[[], Any]) -> 
 
 
 def build_single(spec: NetworkSpec, name: str, batch: int, device: Any, autocast: Callable[[], Any],
-                 dtypes: dict[str, Any] | None, seed: int) -> TorchLayer:
+                 dtypes: dict[str, Any] | None, seed: int,
+                 memory_format: Any = torch.contiguous_format) -> TorchLayer:
     layer = spec.layer(name)
     torch.manual_seed(seed)
     module = None
     if layer.type != "softmax_loss":
         # Not in place: the synthetic input must survive every forward; inside the network a ReLU after a
         # convolution overwrites its input, saving one allocation per step.
-        module = layer_module(layer, inplace_ok=False).to(device).train()
+        module = layer_module(layer, inplace_ok=False).to(device, memory_format=memory_format).train()
     inputs = []
     for blob, shape, grad in zip(layer.inputs, layer.input_shapes, propagate_down(spec, name)):
         dtype = (dtypes or {}).get(blob, torch.float32)
-        inputs.append(torch.randn(batch, *shape, device=device, dtype=dtype).requires_grad_(grad))
+        x = torch.randn(batch, *shape, device=device, dtype=dtype)
+        if x.dim() == 4:  # channels_last is a layout of 4-D tensors only (fc and loss inputs are 2-D)
+            x = x.contiguous(memory_format=memory_format)
+        inputs.append(x.requires_grad_(grad))
     labels = None
     if layer.type == "softmax_loss":
         labels = torch.randint(0, layer.input_shapes[0][0], (batch,), device=device)
