@@ -18,6 +18,7 @@ if importlib.util.find_spec("cnnbench_caffe") is None:
 from cnnbench.config import RunConfig  # noqa: E402
 from cnnbench.spec import SpecError  # noqa: E402
 from cnnbench.spec import loads_spec  # noqa: E402
+from cnnbench.testing import TINY_MODERN_NETWORK  # noqa: E402
 from cnnbench_caffe.adapter import CaffeAdapter  # noqa: E402
 from cnnbench_caffe.backend import Backend  # noqa: E402
 from cnnbench_caffe.layers import Conv  # noqa: E402
@@ -184,33 +185,7 @@ def test_activations_forward_as_pytorch(case, function):
 
 # -- a residual network with squeeze-and-excitation, against PyTorch autograd in float64 -------------
 
-SMALL = '''
-name = "small_modern"
-input = [3, 12, 12]
-default_batch_size = 2
-layers = [
-  {name = "stem", type = "conv", filters = 8, kernel = 3, stride = 2, pad = 1, bias = false},
-  {name = "stem_bn", type = "batchnorm"},
-  {name = "stem_act", type = "hardswish"},
-  {name = "expand", type = "conv", filters = 16, kernel = 1, bias = false},
-  {name = "expand_bn", type = "batchnorm", eps = 1e-3},
-  {name = "expand_act", type = "relu6"},
-  {name = "dw", type = "conv", filters = 16, kernel = 3, pad = 1, groups = 16, bias = false},
-  {name = "dw_act", type = "silu"},
-  {name = "se_pool", type = "global_pool"},
-  {name = "se_fc1", type = "fc", outputs = 4},
-  {name = "se_act", type = "silu"},
-  {name = "se_fc2", type = "fc", outputs = 16},
-  {name = "se_gate", type = "sigmoid"},
-  {name = "se", type = "channel_scale", inputs = ["dw_act", "se_gate"]},
-  {name = "project", type = "conv", filters = 8, kernel = 1, bias = false},
-  {name = "project_bn", type = "batchnorm"},
-  {name = "add", type = "add", inputs = ["project_bn", "stem_act"]},
-  {name = "pool", type = "global_pool"},
-  {name = "fc", type = "fc", outputs = 5},
-  {name = "loss", type = "softmax_loss"},
-]
-'''
+SMALL = TINY_MODERN_NETWORK  # the testing kit's, as the adapters' tests use it
 
 
 def torch_forward(torch, F, spec, params, data):

@@ -15,6 +15,7 @@ from cnnbench.adapter import Unsupported
 from cnnbench.config import Measurement, RunConfig
 from cnnbench.spec.catalog import resolve_network
 from cnnbench.execution.runner import Cell, preflight, run_cell, run_worker
+from cnnbench.testing import TINY_MODERN_NETWORK
 from cnnbench.spec import loads_spec
 from cnnbench.execution.verify import TOLERANCES, make_inputs, relative_error
 
@@ -244,33 +245,7 @@ def verify_job(tmp_path, spec, framework, kernels, arrays_path, python=None, mod
         return {key: data[key] for key in data.files}
 
 
-MODERN = """
-name = "modern"
-input = [3, 12, 12]
-default_batch_size = 2
-layers = [
-  {name = "stem", type = "conv", filters = 8, kernel = 3, stride = 2, pad = 1, bias = false},
-  {name = "stem_bn", type = "batchnorm"},
-  {name = "stem_act", type = "hardswish"},
-  {name = "expand", type = "conv", filters = 16, kernel = 1, bias = false},
-  {name = "expand_bn", type = "batchnorm", eps = 1e-3},
-  {name = "expand_act", type = "relu6"},
-  {name = "dw", type = "conv", filters = 16, kernel = 3, pad = 1, groups = 16, bias = false},
-  {name = "dw_act", type = "silu"},
-  {name = "se_pool", type = "global_pool"},
-  {name = "se_fc1", type = "fc", outputs = 4},
-  {name = "se_act", type = "silu"},
-  {name = "se_fc2", type = "fc", outputs = 16},
-  {name = "se_gate", type = "sigmoid"},
-  {name = "se", type = "channel_scale", inputs = ["dw_act", "se_gate"]},
-  {name = "project", type = "conv", filters = 8, kernel = 1, bias = false},
-  {name = "project_bn", type = "batchnorm"},
-  {name = "add", type = "add", inputs = ["project_bn", "stem_act"]},
-  {name = "pool", type = "global_pool"},
-  {name = "fc", type = "fc", outputs = 5},
-  {name = "loss", type = "softmax_loss"},
-]
-"""
+MODERN = TINY_MODERN_NETWORK
 
 
 @pytest.mark.parametrize("network", ["lenet", "every_layer", "modern"])

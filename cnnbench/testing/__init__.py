@@ -64,7 +64,8 @@ Helpers
   :class:`ContractWarning`: the contract test (:mod:`cnnbench.testing.contract`).
 - :func:`registered`: a plugin installed for one ``with`` block (:mod:`cnnbench.testing.registration`).
 - :data:`TINY_NETWORK` (spec text) and :func:`tiny_network` (the :class:`~cnnbench.spec.NetworkSpec`): conv,
-  relu, max pool, fc, softmax loss, shaped so that layout bugs show (:mod:`cnnbench.testing.network`).
+  relu, max pool, fc, softmax loss, shaped so that layout bugs show (:mod:`cnnbench.testing.network`);
+  :data:`TINY_MODERN_NETWORK`: batch norm, depthwise convolution, squeeze-and-excitation and a residual add.
 - :class:`FakeMeter`: a meter (``--meters fake``) with known constant watts per domain, so the energy of any
   window is known exactly (:mod:`cnnbench.testing.meters`). This package is itself a plugin that registers
   it: ``PluginHost(default_plugins=("cnnbench.meters.builtin", "cnnbench.testing"))`` in process, or
@@ -86,14 +87,14 @@ from __future__ import annotations
 from cnnbench.testing.contract import (
     ContractReport, ContractWarning, HostSide, check_adapter, check_host_side)
 from cnnbench.testing.meters import FakeMeter, cnnbench_register_meters
-from cnnbench.testing.network import TINY_NETWORK, tiny_network
+from cnnbench.testing.network import TINY_MODERN_NETWORK, TINY_NETWORK, tiny_network
 from cnnbench.testing.nvml import FakeGpu, fake_pynvml
 from cnnbench.testing.powercap import (
     AMD_RANGE_UJ, INTEL_RANGE_UJ, CounterDriver, FakeZone, PowercapTree, unreadable)
 from cnnbench.testing.registration import Registration, registered
 
 __all__ = [
-    "AMD_RANGE_UJ", "INTEL_RANGE_UJ", "TINY_NETWORK", "ContractReport", "ContractWarning", "CounterDriver",
+    "AMD_RANGE_UJ", "INTEL_RANGE_UJ", "TINY_MODERN_NETWORK", "TINY_NETWORK", "ContractReport", "ContractWarning", "CounterDriver",
     "FakeGpu", "FakeMeter", "FakeZone", "HostSide", "PowercapTree", "Registration", "check_adapter",
     "check_host_side", "cnnbench_register_meters", "fake_pynvml", "registered", "tiny_network", "unreadable",
 ]

@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("jax")
 
-from cnnbench.testing import check_adapter, registered, tiny_network  # noqa: E402
+from cnnbench.testing import TINY_MODERN_NETWORK, check_adapter, registered, tiny_network  # noqa: E402
 
 HERE = Path(__file__).resolve().parent.parent
 # Asked before this folder goes on sys.path: a leftover cnnbench_jax.egg-info in it would answer too.
@@ -139,33 +139,7 @@ def test_every_layer_type_computes_the_reference_function(precision, tolerance):
     assert max(errors.values()) < tolerance, errors
 
 
-MODERN = """
-name = "modern"
-input = [3, 12, 12]
-default_batch_size = 2
-layers = [
-  {name = "stem", type = "conv", filters = 8, kernel = 3, stride = 2, pad = 1, bias = false},
-  {name = "stem_bn", type = "batchnorm"},
-  {name = "stem_act", type = "hardswish"},
-  {name = "expand", type = "conv", filters = 16, kernel = 1, bias = false},
-  {name = "expand_bn", type = "batchnorm", eps = 1e-3},
-  {name = "expand_act", type = "relu6"},
-  {name = "dw", type = "conv", filters = 16, kernel = 3, pad = 1, groups = 16, bias = false},
-  {name = "dw_act", type = "silu"},
-  {name = "se_pool", type = "global_pool"},
-  {name = "se_fc1", type = "fc", outputs = 4},
-  {name = "se_act", type = "silu"},
-  {name = "se_fc2", type = "fc", outputs = 16},
-  {name = "se_gate", type = "sigmoid"},
-  {name = "se", type = "channel_scale", inputs = ["dw_act", "se_gate"]},
-  {name = "project", type = "conv", filters = 8, kernel = 1, bias = false},
-  {name = "project_bn", type = "batchnorm"},
-  {name = "add", type = "add", inputs = ["project_bn", "stem_act"]},
-  {name = "pool", type = "global_pool"},
-  {name = "fc", type = "fc", outputs = 5},
-  {name = "loss", type = "softmax_loss"},
-]
-"""
+MODERN = TINY_MODERN_NETWORK
 
 
 def test_issue_17_layer_types_compute_the_reference_function():
