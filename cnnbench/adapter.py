@@ -141,7 +141,13 @@ class FrameworkAdapter(ABC):
             version = importlib.metadata.version(cls.package)
         except importlib.metadata.PackageNotFoundError:
             version = None
-        return Availability(True, version, None, cls.install_hint)
+        return Availability(True, cls.version_label(version) if version else None, None, cls.install_hint)
+
+    @classmethod
+    def version_label(cls, package_version: str) -> str:
+        """The version users see, from ``package``'s: by default that version itself; an adapter whose
+        engine is not ``package`` (caffe: cnnbench's engine on NumPy) names its engine's version."""
+        return package_version
 
     @classmethod
     @abstractmethod

@@ -482,3 +482,13 @@ def test_cuda_run_without_cupy_is_unsupported_with_the_install_hint(cli):
     result = run_json(cli, "--device", "cuda", "--kernels", "native", refused=True)
     assert result["status"] == "unsupported"
     assert "pip install cupy-cuda12x" in result["reason"]
+
+
+def test_caffe_version_is_cnnbench_engine_with_numpy_beside():
+    import numpy
+
+    import cnnbench
+    from cnnbench_caffe.adapter import CaffeAdapter
+
+    version = CaffeAdapter.availability().version
+    assert version.startswith(f"cnnbench {cnnbench.__version__} (numpy {numpy.__version__}"), version

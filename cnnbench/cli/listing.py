@@ -37,7 +37,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         if name in with_env:
             # its own environment: what counts is what imports there, not here
             info = env_info(name)
-            version = (info.packages or {}).get(host.adapters()[name].package)
+            adapter = host.adapters()[name]
+            version = (info.packages or {}).get(adapter.package)
+            version = adapter.version_label(version) if version else None
             entry.update(interpreter=info.python, available=bool(info.exists and version), version=version,
                          reason=None if version else (info.problem or f"its environment {info.path} lacks it"))
         frameworks.append(entry)

@@ -50,6 +50,21 @@ class CaffeAdapter(FrameworkAdapter):
         self._limits: Any = None
 
     @classmethod
+    def version_label(cls, package_version: str) -> str:
+        # The engine is cnnbench's own code: its version is cnnbench's; NumPy (and CuPy, on CUDA) beside it.
+        import importlib.metadata
+        import importlib.util
+
+        from cnnbench import __version__
+
+        libraries = [f"numpy {package_version}"]
+        if importlib.util.find_spec("cupy") is not None:
+            for distribution in importlib.metadata.packages_distributions().get("cupy", []):
+                libraries.append(f"cupy {importlib.metadata.version(distribution)}")
+                break
+        return f"cnnbench {__version__} ({', '.join(libraries)})"
+
+    @classmethod
     def capabilities(cls, device_kind: str) -> Capabilities:
         unsupported = {"vendor": _VENDOR, "fp16": _HALF.format("fp16"), "bf16": _HALF.format("bf16")}
         if device_kind == "cuda":
