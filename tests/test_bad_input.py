@@ -159,6 +159,14 @@ CASES = [
     ("compare", ["--frameworks", "caffe", "--stable", "--stable-max-time", "soon"], "--stable-max-time must be a number, not 'soon'"),
     ("compare", ["--frameworks", "caffe", "--stable", "1", "--stable-max-time", "120", "--timeout", "60"],
      "--stable-max-time 120 must be below --timeout 60"),
+    # a single-valued flag given twice: argparse kept the last, silently (issue 21)
+    ("run", ["--framework", "caffe", "--batch-size", "8", "--batch-size", "16"],
+     "cnnbench run: argument --batch-size: given twice ('8', then '16'); give it once"),
+    ("run", ["--framework", "caffe", "--network", "lenet", "--network", "alexnet"],
+     "argument --network: given twice ('lenet', then 'alexnet')"),
+    ("compare", ["--frameworks", "caffe", "--device", "cpu", "--device", "cuda"], "argument --device: given twice"),
+    ("compare", ["--frameworks", "caffe", "--batch", "2", "--batch-size", "4"], "argument --batch-size: given twice"),
+    ("history", ["--db", "{tmp}/a.sqlite", "--db", "{tmp}/b.sqlite"], "argument --db: given twice"),
 ]
 
 SPEC_CASES = [
@@ -222,3 +230,12 @@ def test_bad_spec_file(stored, specs, command, name, expected):
     check_one_line(proc, expected)
     assert path in proc.stderr or name.startswith("missing")
     assert _dump(stored) == before
+
+
+def test_repeatable_flags_still_repeat():
+    """--option and --python are meant to be given several times (action="append"): still accepted."""
+    from cnnbench.cli import build_parser
+
+    args = build_parser().parse_args(["compare", "--option", "a=1", "--option", "b=2",
+                                      "--python", "x=/p", "--python", "y=/q", "--batch-size", "2"])
+    assert args.option == ["a=1", "b=2"] and args.python == ["x=/p", "y=/q"] and args.batch_size == "2"

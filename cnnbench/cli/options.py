@@ -13,8 +13,40 @@ from cnnbench.planning.requests import GridRequest
 DEFAULTS = GridRequest()
 
 
+#: Where ``StoreOnce`` keeps, during one parse, the flags already given; removed before the parse returns.
+_SEEN = "_cnnbench_flags_given"
+
+
+class StoreOnce(argparse._StoreAction):
+    """A single-valued flag given twice is a usage error: argparse would silently keep the last value
+    (``--batch-size 8 --batch-size 16`` measured 16 alone). Flags meant to repeat use action="append"."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        seen = getattr(namespace, _SEEN, None)
+        if seen is None:
+            seen = {}
+            setattr(namespace, _SEEN, seen)
+        if self.dest in seen:
+            raise argparse.ArgumentError(
+                self, f"given twice ({seen[self.dest]!r}, then {values!r}); give it once")
+        seen[self.dest] = values
+        setattr(namespace, self.dest, values)
+
+
 class Parser(argparse.ArgumentParser):
-    """Usage errors are one line naming the problem (and the valid choices), exit code 2."""
+    """Usage errors are one line naming the problem (and the valid choices), exit code 2. A single-valued
+    option given twice is one of them (``StoreOnce``)."""
+
+    def add_argument(self, *args, **kwargs):  # type: ignore[override]
+        if args and args[0].startswith("-") and kwargs.get("action", "store") == "store" and "nargs" not in kwargs:
+            kwargs["action"] = StoreOnce
+        return super().add_argument(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        namespace, extras = super().parse_known_args(args, namespace)
+        if hasattr(namespace, _SEEN):
+            delattr(namespace, _SEEN)
+        return namespace, extras
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
