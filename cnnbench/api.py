@@ -18,6 +18,7 @@ import sys
 from typing import Any, Callable, Iterable, Mapping, TextIO
 
 from cnnbench.planning.requests import GridRequest
+from cnnbench.plural import count
 from cnnbench.results.record import Result
 
 
@@ -50,7 +51,7 @@ class Results(list):
         statuses = ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
         where = f"run {self.session}" if self.session is not None else "not stored"
         cut = ", interrupted" if self.interrupted else ""
-        return f"<Results {where}: {len(self)} of {self.cells_planned} cells ({statuses}){cut}>"
+        return f"<Results {where}: {len(self)} of {count(self.cells_planned, 'cell')} ({statuses}){cut}>"
 
     def _repr_markdown_(self) -> str:
         from cnnbench.results.report import results_table
@@ -176,7 +177,7 @@ def execute(request: GridRequest, *, stream: TextIO = sys.stderr, show_progress:
 def _execute(command: str, settings: dict[str, Any], db: str | None, store: bool, progress: bool) -> Results:
     run = execute(request_for(command, settings, db, store), show_progress=progress and sys.stderr.isatty())
     if run.interrupted:
-        print(f"cnnbench: interrupted; {len(run.results)} of {run.cells_planned} cells finished", file=sys.stderr)
+        print(f"cnnbench: interrupted; {len(run.results)} of {count(run.cells_planned, 'cell')} finished", file=sys.stderr)
     if run.store_error:
         print(f"cnnbench: {run.store_error}", file=sys.stderr)
     return Results(run.results, session=run.session_id, db=run.db_path, cells_planned=run.cells_planned,

@@ -93,7 +93,7 @@ CASES = [
     ("show", [], "the following arguments are required: RUN"),
     ("show", ["99"], "no run '99' in"),
     ("show", ["abc"], "valid choices: a run id (1), latest, or -K for the K-th newest"),
-    ("show", ["-5"], "only 1 runs are stored"),
+    ("show", ["-5"], "only 1 run is stored"),
     ("report", ["1", "--format", "xml"], "unknown report format 'xml'; valid choices: md, csv, json"),
     ("report", ["1", "--plot", "{tmp}/figure.gif"], "unknown figure format 'gif'; valid choices: .png, .svg, .pdf"),
     ("report", ["1", "--plot", "{tmp}/no/such/folder/figure.png"], "does not exist"),

@@ -89,7 +89,7 @@ def test_cuda_without_cuda_is_unsupported_with_reason(cli):
                "--device", "cuda", "--precision", "fp32,fp16", "--json", *FAST)
     # a grid in which no cell could run measured nothing: that is not a success a script may take for one
     assert proc.returncode == 1, proc.stderr
-    assert "nothing was measured: every one of the 2 cell(s) was unsupported or unavailable" in proc.stderr
+    assert "nothing was measured: every one of the 2 cells was unsupported or unavailable" in proc.stderr
     results = json.loads(proc.stdout)["results"]
     assert [r["status"] for r in results] == ["unsupported", "unsupported"]
     assert all("CUDA is not available" in r["reason"] for r in results)
@@ -130,7 +130,7 @@ def test_sigterm_to_the_host_stops_the_worker_and_prints_what_finished(fake_site
     host.send_signal(signal.SIGTERM)
     out, err = host.communicate(timeout=30)
     assert host.returncode == 143, err
-    assert "interrupted; 0 of 1 cells finished" in err
+    assert "interrupted; 0 of 1 cell finished" in err
     assert "no results" in out
     time.sleep(0.5)
     for pid in workers:

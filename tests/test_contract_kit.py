@@ -139,7 +139,7 @@ def test_a_wrong_gradient_and_a_crash_on_an_unsupported_value_are_both_named(bro
     with pytest.raises(AssertionError) as failure:
         check_adapter(module.Crashy)
     text = str(failure.value)
-    assert "check_adapter(caffe-crashy): 2 contract point(s) failed" in text
+    assert "check_adapter(caffe-crashy): 2 contract points failed" in text
     assert "verify(): the float64 reference's loss, logits and gradients" in text and "differs by" in text
     assert "axis values it cannot run raise Unsupported" in text
     assert "precision=fp16: the worker ended with status error" in text and "no half precision here" in text

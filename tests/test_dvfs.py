@@ -151,7 +151,7 @@ def test_the_plan_as_json_and_an_unrestricted_gpu_needs_no_root_for_clocks(rig):
     (["--power-limits", "lots"], "--power-limits takes watts, e.g. 225, not 'lots'"),
     (["--max-settings", "0"], "--max-settings must be a positive whole number"),
     (["--device", "cpu"], "--device cuda or cuda:N, not 'cpu' (the CPU side: cnnbench dvfs --cpu)"),
-    (["--device", "cuda:2"], "--device cuda:2: NVML sees 2 GPU(s); valid choices: cuda:0, cuda:1"),
+    (["--device", "cuda:2"], "--device cuda:2: NVML sees 2 GPUs; valid choices: cuda:0, cuda:1"),
     (["--governors", "performance"], "--governors is for --cpu sweeps"),
     (["--framework", "nosuch"], "unknown framework 'nosuch'; valid choices:"),
 ])

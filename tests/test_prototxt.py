@@ -266,7 +266,7 @@ CONVERSION_ERRORS = [
     (NET + CONV + 'layer { name: "d" type: "Dropout" bottom: "c" top: "c" dropout_param: 3 }\n',
      "layer 'd': 'dropout_param' must be a message"),
     (CONV + FC, "line 1: no input: give 'input' with 'input_dim' or 'input_shape', or an Input layer"),
-    ('input: "data"\ninput_dim: 1\ninput_dim: 3\n' + CONV, "line 1: 1 input(s) need 4 input_dim values"),
+    ('input: "data"\ninput_dim: 1\ninput_dim: 3\n' + CONV, "line 1: 1 input needs 4 input_dim values"),
     ('input: "data"\ninput_shape { dim: 3 dim: 8 dim: 8 }\n' + CONV, "input 'data' must have 4 positive dims"),
     (NET, "line 1: no layers"),
     (NET + CONV + 'layers { name: "r" type: RELU bottom: "c" top: "c" }\n', "mixes the old 'layers { }'"),

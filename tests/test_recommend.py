@@ -133,3 +133,10 @@ def test_energy_only_on_noisy_cells_is_not_recommended(cli, tmp_path):
                             "--json").stdout)
     assert answer["least_energy"] is None
     assert answer["energy_unavailable"] == "rapl: not readable; only noisy configurations, left out, have one"
+
+
+def test_one_configuration_is_counted_in_the_singular(cli, tmp_path):
+    db = tmp_path / "r.sqlite"
+    store(db, [[cell(32, 100.0, 1.0)]])
+    text = cli("recommend", "--framework", "torch", "--network", "alexnet", "--db", str(db)).stdout
+    assert "1 configuration stored (1 measurement;" in text, text

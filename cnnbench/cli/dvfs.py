@@ -23,6 +23,7 @@ from cnnbench.cli.options import add_axes
 from cnnbench.config import positive_int
 from cnnbench.errors import UsageError
 from cnnbench.planning.requests import DEFAULT_MAX_SETTINGS, DvfsRequest
+from cnnbench.plural import count
 from cnnbench.results.sweep import energy_valley, setting_cells, setting_heads, setting_rows, sweep_json, sweep_table
 
 DEFAULTS = DvfsRequest()
@@ -184,11 +185,11 @@ def _print_plan(req: DvfsRequest, side: dict[str, Any], workload: dict[str, Any]
     print(tabulate(rows, headers=["#", *setting_heads(side)], disable_numparse=True))
     if workload:
         print(f"\nworkload: {workload['label']}; {workload['measurement']}")
-        print(f"estimated cells: {len(settings) * workload['cells']} ({len(settings)} settings x "
-              f"{workload['cells']} cell; each setting is stored as its own run)")
+        print(f"estimated cells: {len(settings) * workload['cells']} ({count(len(settings), 'setting')} x "
+              f"{count(workload['cells'], 'cell')}; each setting is stored as its own run)")
     else:
         print("\nworkload: none given (--framework F, with --network, --batch-size, ... as for cnnbench run)")
-        print(f"estimated cells: {len(settings)} ({len(settings)} settings x 1 cell) once a workload is given")
+        print(f"estimated cells: {len(settings)} ({count(len(settings), 'setting')} x 1 cell) once a workload is given")
     print("\nnothing was changed: without --allow-clock-changes, cnnbench dvfs only reads and plans.")
     from cnnbench.system.dvfs_state import read_state, state_path
 

@@ -8,6 +8,7 @@ import sys
 
 from cnnbench.cli.options import DEFAULTS, add_axes
 from cnnbench.planning.requests import GridRequest
+from cnnbench.plural import count
 
 
 def add_parsers(sub) -> None:
@@ -51,7 +52,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
     run = execute(request(args), show_progress=sys.stderr.isatty() and not args.json and not args.quiet)
     if run.interrupted:
-        print(f"cnnbench: interrupted; {len(run.results)} of {run.cells_planned} cells finished", file=sys.stderr)
+        print(f"cnnbench: interrupted; {len(run.results)} of {count(run.cells_planned, 'cell')} finished", file=sys.stderr)
     changes = None
     if run.baseline is not None:
         from cnnbench.results.baseline import changes_json, changes_table, compare_results
@@ -68,8 +69,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
             print(f"\nagainst run {run.baseline_session.id} (started {run.baseline_session.started})")
             print(changes_table(changes))
     if run.nothing_measured and not run.interrupted:
-        print(f"cnnbench: nothing was measured: every one of the {len(run.results)} cell(s) was unsupported or "
-              "unavailable here (see the status column)", file=sys.stderr)
+        print(f"cnnbench: nothing was measured: {'the one cell was' if len(run.results) == 1 else f'every one of the {len(run.results)} cells was'} "
+              "unsupported or unavailable here (see the status column)", file=sys.stderr)
     if run.store_error:
         print(f"cnnbench: {run.store_error}; the results above were not all stored", file=sys.stderr)
     elif run.session_id is not None and not args.json:

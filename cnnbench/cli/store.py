@@ -11,6 +11,7 @@ from typing import Any
 
 from cnnbench.cli.options import add_db
 from cnnbench.config import UsageError, check_output_path, positive_int
+from cnnbench.plural import count
 
 REPORT_FORMATS = ("md", "csv", "json")
 PLOT_KINDS = ("auto", "energy", "batch")
@@ -96,7 +97,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def _header(session, results) -> list[str]:
     lines = [f"run {session.id}: {session.command}, started {_when(session.started)}, "
-             f"{_cells(session)} cells, {session.shown_state}",
+             f"{_cells(session)} {'cell' if session.cells_planned == 1 else 'cells'}, {session.shown_state}",
              f"command: {session.command_line()}"]
     host = next((r.provenance.get("host") for _, r in results if r.provenance.get("host")), None)
     if host:
@@ -264,8 +265,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(json.dumps(answer, indent=2))
         return 0
     fastest = answer["fastest"]
-    print(f"{args.framework} {args.network}: {answer['configurations']} configurations stored "
-          f"({answer['measurements']} measurements; the newest of each counts)")
+    print(f"{args.framework} {args.network}: {count(answer['configurations'], 'configuration')} stored "
+          f"({count(answer['measurements'], 'measurement')}; the newest of each counts)")
     for entry in answer["noisy_ignored"]:
         print(f"left out, noisy: {_describe(entry)}, run {entry['run']}: {'; '.join(entry['noisy_reasons'])}")
     if answer["noisy_only"]:
@@ -288,5 +289,5 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         versus = (f"{saved:.0%} less energy per image than the fastest" if saved is not None
                   else "the fastest has no energy figure to compare")
         print(f"cost: {versus}, at {cost:+.0%} time per image ({answer['configurations_with_energy']} of "
-              f"{answer['configurations']} configurations have energy)")
+              f"{count(answer['configurations'], 'configuration')} {'has' if answer['configurations_with_energy'] == 1 else 'have'} energy)")
     return 0

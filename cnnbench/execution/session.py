@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 from cnnbench.errors import StoreError, Terminated, UsageError, interrupted_code
+from cnnbench.plural import count
 from cnnbench.results.record import REFUSED_STATUSES, Result
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def run_plan(grid, host, store, *, kind: str, argv: list[str], stream: TextIO = 
             raise UsageError(str(exc)) from None
     progress = Progress(len(todo), stream, enabled=show_progress)
     if previous:
-        progress.say(f"resuming run {run.session_id}: {len(previous)} of {len(cells)} cells stored, "
+        progress.say(f"resuming run {run.session_id}: {len(previous)} of {count(len(cells), 'cell')} stored, "
                      f"{len(todo)} to run")
     new: dict[int, Result] = {}
 

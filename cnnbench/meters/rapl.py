@@ -60,6 +60,7 @@ from typing import Any
 
 from cnnbench.meters.base import DomainInfo, Meter, MeterError, Sample
 from cnnbench.meters.integrate import wrap_delta
+from cnnbench.plural import count
 
 ENV_ROOT = "CNNBENCH_POWERCAP_ROOT"
 DEFAULT_ROOT = "/sys/class/powercap"
@@ -439,7 +440,7 @@ class RaplMeter(Meter):
             files = " and ".join(dict.fromkeys(os.path.basename(e.path) for e in denied))
             raise MeterError(
                 f"permission denied: {files} is readable by root only (since the 2020 PLATYPUS fix, "
-                f"CVE-2020-8694), in {len(denied)} zone(s) under {self.root}",
+                f"CVE-2020-8694), in {count(len(denied), 'zone')} under {self.root}",
                 _permission_fix([e.path for e in denied], denied[0].control_type),
             )
         if reasons:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.config import UsageError
 from cnnbench.meters.energy import TOTAL_KINDS
+from cnnbench.plural import count
 from cnnbench.results.report import AXES, axis_value, cell_warnings, is_noisy
 from cnnbench.results.record import Result
 
@@ -77,7 +78,7 @@ def _resolve(results: list[Result], kind: str) -> tuple[list[Result], str]:
     ok = [r for r in results if r.status == "ok"]
     if not ok:
         statuses = ", ".join(f"{n} {s}" for s, n in Counter(r.status for r in results).items())
-        raise UsageError(f"no successful cells to plot in {len(results)} result(s)"
+        raise UsageError(f"no successful cells to plot in {count(len(results), 'result')}"
                          + (f" ({statuses})" if statuses else ""))
     if kind == "auto":
         kind = "batch" if len({r.batch_size for r in ok}) > 1 else "energy"

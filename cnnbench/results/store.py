@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from cnnbench.config import StoreError, UsageError
+from cnnbench.plural import count
 from cnnbench.results.record import Result
 
 #: Where results go when neither ``--db`` nor ``CNNBENCH_DB`` says otherwise (relative to the cwd).
@@ -357,7 +358,7 @@ class Store:
         elif text.startswith("-") and text[1:].isdigit() and int(text[1:]) >= 1:
             back = int(text[1:])
             if back > len(ids):
-                raise UsageError(f"run '{text}': only {len(ids)} runs are stored in {self.path}; {valid}")
+                raise UsageError(f"run '{text}': only {count(len(ids), 'run')} {'is' if len(ids) == 1 else 'are'} stored in {self.path}; {valid}")
             session_id = ids[back - 1]
         elif text.isdigit() and int(text) in ids:
             session_id = int(text)

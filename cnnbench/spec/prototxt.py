@@ -19,6 +19,7 @@ import os
 import re
 from typing import Any
 
+from cnnbench.plural import count
 from cnnbench.spec.layers import SpecError, is_int, is_number, show
 from cnnbench.spec import DATA, NetworkSpec, parse_spec, read_text
 from cnnbench.spec.textformat import Ident, Message, parse_prototxt
@@ -213,7 +214,7 @@ class _Converter:
                 found = [(n, s.all("dim") if isinstance(s, Message) else [s], line) for n, s in zip(names, shapes)]
             else:
                 if len(dims) != 4 * len(names):
-                    raise SpecError(f"{self.source}: line {line}: {len(names)} input(s) need "
+                    raise SpecError(f"{self.source}: line {line}: {count(len(names), 'input')} need{'s' if len(names) == 1 else ''} "
                                     f"{4 * len(names)} input_dim values (N, C, H, W each), not {len(dims)}")
                 found = [(n, dims[4 * i:4 * i + 4], line) for i, n in enumerate(names)]
         for message in self.root.all("layer"):

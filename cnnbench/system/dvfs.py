@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cnnbench.config import UsageError
+from cnnbench.plural import count
 
 STATE_FILE = "dvfs-state.json"
 STATE_VERSION = 1
@@ -215,12 +216,12 @@ def target_gpu(gpus: list[Gpu], device: str) -> Gpu:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         if n >= len(ordered):
-            raise UsageError(f"--device {device}: NVML sees {len(gpus)} GPU(s); valid choices: "
+            raise UsageError(f"--device {device}: NVML sees {count(len(gpus), 'GPU')}; valid choices: "
                              + ", ".join(f"cuda:{i}" for i in range(len(gpus))))
         return ordered[n]
     entries = [e.strip() for e in visible.split(",") if e.strip()]
     if n >= len(entries):
-        raise UsageError(f"--device {device}: CUDA_VISIBLE_DEVICES={visible} makes {len(entries)} GPU(s) visible")
+        raise UsageError(f"--device {device}: CUDA_VISIBLE_DEVICES={visible} makes {count(len(entries), 'GPU')} visible")
     entry = entries[n]
     if entry.isdigit() and int(entry) < len(ordered):
         return ordered[int(entry)]

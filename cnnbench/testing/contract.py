@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cnnbench.adapter import Availability, Capabilities, FrameworkAdapter, Unsupported
+from cnnbench.plural import count
 
 if TYPE_CHECKING:
     from cnnbench.results.record import Result
@@ -401,7 +402,7 @@ def check_adapter(
                          f"the table will only say what {name} supports")
 
     if failures:
-        raise AssertionError(f"check_adapter({name}): {len(failures)} contract point(s) failed\n- "
+        raise AssertionError(f"check_adapter({name}): {count(len(failures), 'contract point')} failed\n- "
                              + "\n- ".join(failures))
     for note in notes:
         warnings.warn(ContractWarning(f"{name}: {note}"), stacklevel=2)
