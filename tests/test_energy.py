@@ -167,3 +167,40 @@ def test_a_gpu_cell_without_the_gpus_energy_says_its_total_is_partial():
         result = ok_result(timed_windows(1), device="cpu")
         attach_energy(result, session, None)
     assert "missing" not in result.energy_total
+
+
+NO_ENERGY = ("nvml: nvidia-ml-py is not installed (its module is pynvml); fix: pip install 'cnnbench[nvml]'; "
+             "rapl: no powercap tree at /sys/class/powercap; fix: sudo modprobe intel_rapl_msr")
+
+
+def _no_energy_table() -> str:
+    from cnnbench.results.report import results_table
+
+    r = Result("torch", "lenet", 2, "cpu", "fp32", "vendor", 1, "ok", windows=[{"time_per_iter_ms": 10.0}],
+               time_per_iter_ms=10.0, images_per_s=200.0, energy_unavailable=NO_ENERGY)
+    return results_table([r])
+
+
+def test_tables_leave_out_the_reasons_of_meters_that_cannot_apply_here(monkeypatch):
+    """Issue 21: without an NVIDIA GPU, NVML's install hint under every table is noise; the record keeps it."""
+    import cnnbench.system.nvidia as nvidia
+    from cnnbench.meters import rapl
+
+    monkeypatch.setattr(nvidia, "nvidia_gpu_present", lambda: False)
+    monkeypatch.setattr(rapl, "x86_linux", lambda: True)
+    table = _no_energy_table()
+    assert "nvml" not in table and "rapl: no powercap tree at /sys/class/powercap; fix: sudo modprobe" in table
+    monkeypatch.setattr(nvidia, "nvidia_gpu_present", lambda: True)
+    assert "nvml: nvidia-ml-py is not installed (its module is pynvml); fix: pip" in _no_energy_table()
+
+
+def test_where_no_meter_applies_the_table_says_so(monkeypatch):
+    import cnnbench.system.nvidia as nvidia
+    from cnnbench.meters import rapl
+
+    monkeypatch.setattr(nvidia, "nvidia_gpu_present", lambda: False)
+    monkeypatch.setattr(rapl, "x86_linux", lambda: False)
+    monkeypatch.delenv("CNNBENCH_POWERCAP_ROOT", raising=False)
+    table = _no_energy_table()
+    assert "nvml" not in table and "rapl" not in table
+    assert "no energy meter applies to this machine ('cnnbench list' says why each is unavailable)" in table

@@ -276,8 +276,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
           f"({fastest['images_per_s']:,.1f} images/s), run {fastest['run']}")
     best = answer["least_energy"]
     if best is None:
+        from cnnbench.meters.session import reasons_here
+
         print(f"least energy: unavailable: no stored configuration has an energy figure "
-              f"({answer['energy_unavailable']})")
+              f"({reasons_here(answer['energy_unavailable'])})")
         return 0
     print(f"least energy: {_describe(best)}: {best['energy_per_image_j']:.4g} J/image ({best['energy_method']}), "
           f"{best['power_w']:.1f} W, {best['ms_per_image']:.3g} ms/image, run {best['run']}")

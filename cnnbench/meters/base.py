@@ -152,6 +152,12 @@ class Meter(abc.ABC):
         #: Remarks for the user that are not failures (e.g. a sampling period the hardware forced).
         self.notes: list[str] = []
 
+    @classmethod
+    def could_apply_here(cls) -> bool:
+        """Could this kind of machine have what the meter reads (a GPU, a CPU with RAPL), installed or
+        not? Tables mention why a meter is unavailable only where it could apply; ``cnnbench list`` always."""
+        return True
+
     @abc.abstractmethod
     def open(self) -> None:
         """Find and check the domains; raise :class:`MeterError` when none can be read here."""

@@ -136,6 +136,12 @@ class NvmlMeter(Meter):
     install_hint = INSTALL_HINT
     default_period_s = 0.05
 
+    @classmethod
+    def could_apply_here(cls) -> bool:
+        from cnnbench.system.nvidia import nvidia_gpu_present
+
+        return nvidia_gpu_present()
+
     def __init__(self, settings=None):
         super().__init__(settings)
         self._nvml: Any = None

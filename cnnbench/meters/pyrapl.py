@@ -30,6 +30,12 @@ class PyRaplMeter(Meter):
     install_hint = INSTALL_HINT
     default_period_s = 0.05
 
+    @classmethod
+    def could_apply_here(cls) -> bool:
+        from cnnbench.meters.rapl import x86_linux
+
+        return x86_linux()
+
     def open(self) -> None:
         try:
             import pyRAPL

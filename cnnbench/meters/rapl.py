@@ -97,6 +97,14 @@ def read_file(path: str) -> str:
         return f.read().decode("ascii", "replace")
 
 
+def x86_linux() -> bool:
+    """RAPL is a feature of Intel and AMD x86 CPUs, read through Linux's powercap (or pyRAPL, on Linux too)."""
+    import platform
+    import sys
+
+    return sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
 def powercap_root(settings: dict[str, Any] | None = None) -> str:
     return str((settings or {}).get("root") or os.environ.get(ENV_ROOT) or DEFAULT_ROOT)
 
@@ -350,6 +358,10 @@ class RaplMeter(Meter):
     description = "CPU package, core, uncore and DRAM energy through Linux powercap (Intel and AMD RAPL)"
     options = {"psys": "also measure psys, the whole platform (it contains the other domains)"}
     default_period_s = DEFAULT_PERIOD_S
+
+    @classmethod
+    def could_apply_here(cls) -> bool:
+        return x86_linux() or bool(os.environ.get(ENV_ROOT))
 
     def open(self) -> None:
         self.root = powercap_root(self.settings)

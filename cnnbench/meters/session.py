@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Iterable, Mapping
 
@@ -369,6 +370,35 @@ class MeterSession:
             out.append({"window": index, "seconds": reading.seconds, "counter_j": counter,
                         "integrated_j": integrated, "disagreement": gap, "error": reading.error})
         return out
+
+def reasons_here(text: str, registry: Mapping[str, type[Meter]] | None = None) -> str:
+    """``no_energy_reason`` as a table shows it: only the parts of meters that could apply on this machine
+    (``Meter.could_apply_here``), so a CPU-only machine's tables do not repeat how to install NVML under
+    every run. The stored text, ``--json`` and ``cnnbench list`` keep every meter's reason."""
+    if registry is None:
+        from cnnbench.plugins import get_host
+
+        registry = get_host().meters()
+    if not registry:
+        return text
+    names = "|".join(re.escape(name) for name in sorted(registry, key=len, reverse=True))
+    # Parts are "meter: why" or "meter:domain: why", joined by "; "; a why holds "; fix: ..." itself.
+    key = rf"(?:{names})(?::[^\s:;]+)?: "
+    if not re.match(key, text):
+        return text
+    parts = re.split(rf"; (?={key})", text)
+    kept = [part for part in parts if _could_apply(registry.get(re.split(r"[:]", part, maxsplit=1)[0]))]
+    if kept:
+        return "; ".join(kept)
+    return "no energy meter applies to this machine ('cnnbench list' says why each is unavailable)"
+
+
+def _could_apply(cls: type[Meter] | None) -> bool:
+    try:
+        return cls is None or bool(cls.could_apply_here())
+    except Exception:  # a plugin's bug must not hide its reason
+        return True
+
 
 def _load_snapshot(machine_load: Any) -> tuple[Any, str | None]:
     try:

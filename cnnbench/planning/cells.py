@@ -53,11 +53,10 @@ def pythons_for(texts: list[str], frameworks: list[str], host) -> dict[str, str]
 
 
 def default_device() -> str:
-    """cuda where the NVIDIA driver shows a GPU (read from /proc, no framework import), else cpu."""
-    try:
-        return "cuda" if os.listdir("/proc/driver/nvidia/gpus") else "cpu"
-    except OSError:
-        return "cpu"
+    """cuda where the NVIDIA driver shows a GPU (read from its files, no framework import), else cpu."""
+    from cnnbench.system.nvidia import nvidia_gpu_present
+
+    return "cuda" if nvidia_gpu_present() else "cpu"
 
 
 def _values(request, attr: str, flag: str, single: bool) -> list[str] | None:

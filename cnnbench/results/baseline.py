@@ -180,6 +180,20 @@ def _no_energy(result: Result) -> str | None:
     return "no energy figures"
 
 
+def _energy_reason_here(change: Change) -> str | None:
+    """``energy_reason`` as the table shows it: of the meters' reasons, those that could apply here
+    (``cnnbench.meters.session.reasons_here``); ``changes_json`` keeps the whole text."""
+    why = change.energy_reason
+    if not why:
+        return why
+    from cnnbench.meters.session import reasons_here
+
+    for side in (change.result, change.baseline):
+        if side is not None and side.energy_unavailable:
+            why = why.replace(side.energy_unavailable, reasons_here(side.energy_unavailable))
+    return why
+
+
 def _compare(key: tuple, new: Result, base: Result) -> Change:
     if new.status != "ok" or base.status != "ok":
         sides = [f"{side} {r.status}" + (f" ({r.reason})" if r.reason else "")
@@ -273,7 +287,7 @@ def changes_table(changes: list[Change], tablefmt: str = "simple") -> str:
     for change, cell in zip(changes, cells):
         row = [axis_value(cell, attr) for attr, _ in varying]
         for d, why, up, down in ((change.time, change.time_reason, "slower", "faster"),
-                                 (change.energy, change.energy_reason, "more", "less")):
+                                 (change.energy, _energy_reason_here(change), "more", "less")):
             if d is not None:
                 judged = verdict(d, up, down, bool(change.noisy)) + "".join(f" {note(r)}" for r in change.noisy)
                 row += [format_delta(d), judged]

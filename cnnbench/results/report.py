@@ -66,6 +66,13 @@ def status_text(result: Result, note: Callable[[str], str]) -> str:
     return f"{text} {''.join(markers)}" if markers else text
 
 
+def _unavailable_here(reason: str | None) -> str:
+    """Why a row has no energy, as a table shows it: the reasons of meters that could apply here."""
+    from cnnbench.meters.session import reasons_here
+
+    return reasons_here(reason) if reason else "no meter reading"
+
+
 def results_table(results: list[Result], tablefmt: str = "simple") -> str:
     """The comparison table; axes that are the same in every row go into a header line, reasons into
     numbered notes under the table, so the table stays narrow enough to read."""
@@ -116,7 +123,7 @@ def results_table(results: list[Result], tablefmt: str = "simple") -> str:
                 for d, e in r.energy.items()
             ))
         elif r.status == "ok":
-            row.append(f"unavailable {note(r.energy_unavailable or 'no meter reading')}")
+            row.append(f"unavailable {note(_unavailable_here(r.energy_unavailable))}")
             row += [""] * ((3 + dynamic + shares) if metered else 0)
         else:
             row.append("-")

@@ -102,7 +102,9 @@ def sweep_table(side: dict[str, Any], rows: list[dict[str, Any]], valley: dict[s
         if r["energy_per_image_j"] is not None:
             energy = [f"{r['energy_per_image_j']:.4g}", _fmt(r["power_w"], ".1f"), _fmt(r["edp"], ".4g")]
         elif r["energy_unavailable"]:
-            energy = [f"unavailable {note(r['energy_unavailable'])}", "-", "-"]
+            from cnnbench.meters.session import reasons_here
+
+            energy = [f"unavailable {note(reasons_here(r['energy_unavailable']))}", "-", "-"]
         else:
             energy = ["-", "-", "-"]
         status = r["status"] if not r["reason"] else f"{r['status']} {note(r['reason'])}"
