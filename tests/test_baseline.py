@@ -195,3 +195,14 @@ def test_clean_pairs_are_judged_as_before():
     (change,) = compare_results([new], [base])
     assert change.noisy == []
     assert changes_json([change])[0]["time"]["verdict"] == "slower"
+
+
+def test_every_column_has_a_heading():
+    """The verdict columns had empty headings (issue 21); each column says what it holds."""
+    changes = compare_results([make([0.02, 0.021, 0.019])], [make([0.01, 0.011, 0.012])])
+    for fmt in ("simple", "github"):
+        table = changes_table(changes, tablefmt=fmt)
+        header = next(line for line in table.splitlines() if "windows new/base" in line)
+        if fmt == "github":
+            assert all(cell.strip() for cell in header.strip("|").split("|")), header
+        assert "time verdict" in header and "energy verdict" in header, header

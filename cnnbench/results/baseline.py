@@ -297,7 +297,8 @@ def changes_table(changes: list[Change], tablefmt: str = "simple") -> str:
         row.append(f"{windows.n_new}/{windows.n_base}" if windows else "-")
         row.append(change.status if change.status == "compared" else f"{change.status} {note(change.reason)}")
         rows.append(row)
-    headers = [head for _, head in varying] + ["time", "", "energy", "", "windows new/base", "match"]
+    headers = [head for _, head in varying] + ["time", "time verdict", "energy", "energy verdict", "windows new/base",
+                                               "match"]
     lines = ["  ".join(f"{head}: {value}" for head, value in fixed)] if fixed else []
     if fixed and tablefmt == "github":
         lines.append("")  # a paragraph of its own in Markdown
