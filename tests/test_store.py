@@ -401,3 +401,16 @@ def test_a_host_crash_mid_grid_leaves_the_run_resumable(fake_site, monkeypatch, 
 def test_history_json_without_a_database_is_an_empty_list(cli, tmp_path):
     proc = cli("history", "--json", "--db", str(tmp_path / "none.sqlite"))
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
+
+
+def test_history_names_what_a_run_planned_not_only_what_finished(tmp_path):
+    """Issue 21: an interrupted run's history line named only the frameworks of its finished cells."""
+    plan = [{"config": {"framework": f, "network": n}} for f in ("torch", "caffe") for n in ("lenet", "alexnet")]
+    with Store(tmp_path / "r.sqlite") as store:
+        session = store.begin_session("compare", ["compare"], plan)
+        store.add_result(session, 0, full_result())
+        (stored,) = store.sessions()
+        assert (stored.frameworks, stored.networks) == (["torch", "caffe"], ["lenet", "alexnet"])
+        empty = store.begin_session("compare", ["compare"], [{}])  # no plan details: what finished
+        store.add_result(empty, 0, full_result())
+        assert store.sessions(1)[0].frameworks == [full_result().framework]

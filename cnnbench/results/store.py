@@ -109,6 +109,7 @@ class Session:
     resumed: int = 0
     cells_stored: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
+    #: The frameworks and networks of the plan, in grid order (of the stored cells for a run without a plan).
     frameworks: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
     #: Whether this process is running the session (read only where ``pid`` is this process's).
@@ -341,10 +342,23 @@ class Store:
             session.statuses[r["status"]] = r["n"]
         session.cells_stored = sum(session.statuses.values())
         for column, target in (("framework", session.frameworks), ("network", session.networks)):
-            target.extend(r[0] for r in self._read(
+            target.extend(self._planned(session.id, column) or [r[0] for r in self._read(
                 f"SELECT {column} FROM results WHERE session_id = ? GROUP BY {column} ORDER BY min(position)",
-                (session.id,)))
+                (session.id,))])
         return session
+
+    def _planned(self, session_id: int, column: str) -> list[str]:
+        """The frameworks or networks of a session's plan, in grid order: what it set out to measure, not
+        only what finished (an interrupted run's history line names every framework it planned). []
+        for a session stored before plans were, or an SQLite without JSON functions."""
+        try:
+            rows = self.db.execute(
+                f"SELECT json_extract(cell.value, '$.config.{column}') AS name FROM sessions, "
+                "json_each(sessions.plan) AS cell WHERE sessions.id = ? AND name IS NOT NULL "
+                "GROUP BY name ORDER BY min(CAST(cell.key AS INTEGER))", (session_id,)).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [r[0] for r in rows]
 
     def resolve(self, ref: str) -> Session:
         """A session by reference: its id, ``latest`` (or ``last``), or ``-K`` (the K-th newest)."""
