@@ -225,7 +225,7 @@ def test_usage_errors_name_the_valid_choices(tmp_path):
     with pytest.raises(UsageError, match="unknown figure kind 'pie'; valid choices: auto, energy, batch"):
         build_figure(ok, "pie")
     failed = Result("torch", "lenet", 8, "cuda", "fp32", "vendor", None, "oom")
-    with pytest.raises(UsageError, match=r"no successful cells to plot in 1 result\(s\) \(1 oom\)"):
+    with pytest.raises(UsageError, match=r"no successful cells to plot in 1 result \(1 oom\)"):
         save_figure([failed], tmp_path / "fig.png")
     with pytest.raises(UsageError, match="no successful cells to plot"):
         build_figure([])
