@@ -205,15 +205,24 @@ def _bench(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> N
         measurement.stable_max_time,
     )
     t3 = time.monotonic()
+    _emit_result(adapter, config, model, emit, windows,
+                 timings={"prepare_s": t1 - t0, "build_s": t2 - t1, "measure_s": t3 - t2})
+
+
+def _emit_result(adapter, config, model, emit: Callable[..., None], windows: list[dict[str, float]], *,
+                 timings: dict[str, float], **extra: Any) -> None:
+    """The final ``result`` event of a bench or layers job: the windows, what the run used (peak memory,
+    threads, the adapter's inventory) and how long each phase took."""
     peak, peak_kind = adapter.peak_memory(model)
     emit(
         "result",
         windows=windows,
+        **extra,
         peak_memory_bytes=peak,
         peak_memory_kind=peak_kind,
         threads=adapter.actual_threads(config),
         inventory={"worker_python": platform.python_version(), **adapter.inventory(config)},
-        timings={"prepare_s": t1 - t0, "build_s": t2 - t1, "measure_s": t3 - t2},
+        timings=timings,
     )
 
 
@@ -253,17 +262,8 @@ def _layers(adapter, config, job: dict[str, Any], emit: Callable[..., None]) -> 
     windows = measure(lambda: adapter.step(model), lambda: adapter.synchronize(model), *timing,
                       _tagged(emit, direction="network"), **stable)
     t2 = time.monotonic()
-    peak, peak_kind = adapter.peak_memory(model)
-    emit(
-        "result",
-        windows=windows,
-        layers=layers,
-        peak_memory_bytes=peak,
-        peak_memory_kind=peak_kind,
-        threads=adapter.actual_threads(config),
-        inventory={"worker_python": platform.python_version(), **adapter.inventory(config)},
-        timings={"layers_s": t1 - t0, "network_s": t2 - t1},
-    )
+    _emit_result(adapter, config, model, emit, windows, layers=layers,
+                 timings={"layers_s": t1 - t0, "network_s": t2 - t1})
 
 
 def _tagged(emit: Callable[..., None], **tags: Any) -> Callable[..., None]:
